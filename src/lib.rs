@@ -1,0 +1,7 @@
+//! workspace-operator: Prefect-Cloud-style workspaces on Kubernetes.
+//!
+//! A [`api::Workspace`] is owned by a user or an [`api::Organization`], backed
+//! by a namespace and RBAC, shared through [`api::WorkspaceMember`]s and moved
+//! between owners with a [`api::WorkspaceTransfer`].
+
+pub mod api;
