@@ -1,0 +1,23 @@
+# Entry points. Each target is a thin wrapper over a script in scripts/ so the
+# same steps run on a laptop, in CI (.ci/run) and in the docs.
+.PHONY: demo test crds controlplane lint
+
+## Run the operator on a local control plane with examples/ applied.
+demo:
+	bash scripts/demo.sh
+
+## Run the whole test suite (unit tests and integration tests on a real control plane).
+test:
+	bash scripts/test.sh
+
+## Regenerate crds/ from the Rust types.
+crds:
+	cargo run --quiet -- crds --out-dir crds
+
+## Build (once, cached) etcd, kube-apiserver and kube-controller-manager.
+controlplane:
+	bash tests/controlplane/build.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, generated-file drift checks, and the
+# integration tests, each test binary on its own real control plane.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Build the control plane first (cached under ~/.cache after the first run), so
+# a cold machine shows build progress here rather than inside a test.
+start=$SECONDS
+bash tests/controlplane/build.sh >/dev/null
+echo "control plane binaries ready ($((SECONDS - start))s)"
+cargo test --all-targets "$@"

@@ -1,0 +1,383 @@
+//! The integration-test harness: one real control plane per test binary,
+//! clients that act as any user, and waiting on conditions with a timeout.
+//!
+//! By default the first test that asks for [`plane()`] starts etcd,
+//! kube-apiserver and kube-controller-manager through
+//! `tests/controlplane/up.sh` (building them once into the cache), and a
+//! watchdog stops them when the test binary exits, however it exits. Set
+//! `WORKSPACE_OPERATOR_TEST_KUBECONFIG` to run the same tests against an
+//! existing cluster instead.
+#![allow(dead_code)]
+
+use std::future::Future;
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::{Client, Config};
+
+/// Environment variable naming a kubeconfig of an existing cluster to test against.
+pub const EXISTING_CLUSTER_ENV: &str = "WORKSPACE_OPERATOR_TEST_KUBECONFIG";
+
+/// Field manager the harness uses for everything it applies as the admin.
+pub const HARNESS_MANAGER: &str = "workspace-operator-tests";
+
+/// A running control plane (or an existing cluster) the tests talk to.
+pub struct ControlPlane {
+    kubeconfig: PathBuf,
+    audit_log: Option<PathBuf>,
+    dir: Option<PathBuf>,
+}
+
+static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+/// The control plane shared by every test in this binary, started on first use.
+pub fn plane() -> &'static ControlPlane {
+    PLANE.get_or_init(|| {
+        let plane = ControlPlane::start();
+        run_blocking(install(&plane));
+        plane
+    })
+}
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl ControlPlane {
+    fn start() -> Self {
+        if let Ok(path) = std::env::var(EXISTING_CLUSTER_ENV) {
+            return ControlPlane {
+                kubeconfig: PathBuf::from(path),
+                audit_log: None,
+                dir: None,
+            };
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "workspace-operator-plane-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let script = repo_root().join("tests/controlplane/up.sh");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run tests/controlplane/up.sh");
+        if !out.status.success() {
+            panic!(
+                "the control plane did not start ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        eprintln!(
+            "control plane up in {:.1}s at {}",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
+        ControlPlane {
+            kubeconfig: dir.join("kubeconfig"),
+            audit_log: Some(dir.join("audit.log")),
+            dir: Some(dir),
+        }
+    }
+
+    /// Path of the cluster-admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The API server's audit log (every request, by user and user agent);
+    /// `None` against an existing cluster.
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
+    }
+
+    /// Directory holding the local plane's data and logs; `None` against an existing cluster.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Client configuration for the cluster admin.
+    pub async fn admin_config(&self) -> Config {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is usable")
+    }
+
+    /// A client acting as the cluster admin.
+    pub async fn admin(&self) -> Client {
+        Client::try_from(self.admin_config().await).expect("admin client")
+    }
+
+    /// A client acting as `user` in `groups` (impersonated by the admin), so
+    /// that RBAC and admission judge the request as that user's own.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Client {
+        let mut config = self.admin_config().await;
+        config.auth_info.impersonate = Some(user.to_string());
+        let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".to_string());
+        }
+        config.auth_info.impersonate_groups = Some(groups);
+        Client::try_from(config).expect("impersonating client")
+    }
+
+    /// A client acting as the ServiceAccount `namespace/name`.
+    pub async fn client_as_service_account(&self, namespace: &str, name: &str) -> Client {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let group = format!("system:serviceaccounts:{namespace}");
+        self.client_as(&user, &["system:serviceaccounts", &group])
+            .await
+    }
+}
+
+/// Runs a future to completion on a fresh runtime in its own thread, so it can
+/// be called from synchronous code and from inside a test's runtime alike.
+pub fn run_blocking<F, T>(fut: F) -> T
+where
+    F: Future<Output = T> + Send,
+    T: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(fut)
+        })
+        .join()
+        .expect("harness thread panicked")
+    })
+}
+
+/// Installs what the project ships (CRDs, and every install manifest that
+/// exists) into the plane, as the admin, and waits until the CRDs are served.
+async fn install(plane: &ControlPlane) {
+    let client = plane.admin().await;
+    let crds = repo_root().join("crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&crds)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read CRD file");
+        apply_yaml(&client, &text).await;
+    }
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read CRD file");
+        let crd: serde_yaml::Value = serde_yaml::from_str(&text).expect("CRD yaml");
+        let name = crd["metadata"]["name"].as_str().expect("CRD name").to_string();
+        let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                let established = crd.status?.conditions?.iter().any(|c| {
+                    c.type_ == "Established" && c.status == "True"
+                });
+                established.then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// Server-side applies every document of a multi-document YAML text as the
+/// client's identity; panics with the API server's message when one is refused.
+pub async fn apply_yaml(client: &Client, text: &str) {
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(doc).expect("valid YAML document");
+        if value.is_null() {
+            continue;
+        }
+        if let Err(err) = try_apply_value(client, value).await {
+            panic!("document {i} was refused: {err}");
+        }
+    }
+}
+
+/// Server-side applies one object given as YAML or JSON value; returns the API error.
+pub async fn try_apply_value(
+    client: &Client,
+    value: serde_yaml::Value,
+) -> Result<DynamicObject, kube::Error> {
+    let obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+    let types = obj.types.clone().expect("object has apiVersion and kind");
+    let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let name = obj.metadata.name.clone().expect("object has a name");
+    let api: Api<DynamicObject> = dynamic_api(client, &resource, &caps, obj.metadata.namespace.as_deref());
+    api.patch(
+        &name,
+        &PatchParams::apply(HARNESS_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+}
+
+fn dynamic_api(
+    client: &Client,
+    resource: &kube::discovery::ApiResource,
+    caps: &ApiCapabilities,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    match (&caps.scope, namespace) {
+        (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, resource),
+        (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), resource),
+        (Scope::Cluster, _) => Api::all_with(client.clone(), resource),
+    }
+}
+
+/// Creates (POST) one object given as YAML; returns the API error, so a test
+/// can assert on an admission message.
+pub async fn try_create_yaml(client: &Client, text: &str) -> Result<DynamicObject, kube::Error> {
+    let obj: DynamicObject = serde_yaml::from_str(text).expect("a Kubernetes object");
+    let types = obj.types.clone().expect("object has apiVersion and kind");
+    let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let api = dynamic_api(client, &resource, &caps, obj.metadata.namespace.as_deref());
+    api.create(&PostParams::default(), &obj).await
+}
+
+/// A name no other test in this run uses: `<prefix>-<pid>-<n>`, a DNS-1123 label.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{:x}-{n}", std::process::id() % 0xffff)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, and returns that value;
+/// panics with `what` when `timeout` passes first.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the client's own identity may perform `verb` on `resource`
+/// (`group/resource` or a core `resource`, optionally `resource/subresource`)
+/// in `namespace`, as the API server's authorizer answers it.
+pub async fn can_i(
+    client: &Client,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> bool {
+    let (group, rest) = match resource.split_once('/') {
+        Some((g, r)) if g.contains('.') || g == "batch" || g == "apps" => (g, r),
+        _ => ("", resource),
+    };
+    let (res, sub) = match rest.split_once('/') {
+        Some((r, s)) => (r, Some(s.to_string())),
+        None => (rest, None),
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.to_string()),
+                resource: Some(res.to_string()),
+                subresource: sub,
+                verb: Some(verb.to_string()),
+                namespace: namespace.map(str::to_string),
+                name: name.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SelfSubjectAccessReview");
+    answer.status.map(|s| s.allowed).unwrap_or(false)
+}
+
+/// Prints the objects of the given namespaces (and the plane's log tails) when
+/// the test that holds it panics: `let _dump = support::dump_on_failure(&[&ns]);`
+pub fn dump_on_failure(namespaces: &[&str]) -> FailureDump {
+    FailureDump {
+        namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub struct FailureDump {
+    namespaces: Vec<String>,
+}
+
+impl Drop for FailureDump {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let plane = plane();
+        let kubectl = |args: &[&str]| {
+            let out = Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(plane.kubeconfig())
+                .args(args)
+                .output();
+            match out {
+                Ok(o) => eprintln!(
+                    "$ kubectl {}\n{}{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => eprintln!("(kubectl unavailable: {e})"),
+            }
+        };
+        eprintln!("==== state at failure ====");
+        kubectl(&["get", "workspaces.dev", "-o", "yaml"]);
+        for ns in &self.namespaces {
+            kubectl(&["get", "all,rolebindings,configmaps,events", "-n", ns, "-o", "wide"]);
+        }
+        if let Some(dir) = plane.dir() {
+            for log in ["kube-apiserver.log", "kube-controller-manager.log", "operator.log"] {
+                if let Ok(text) = std::fs::read_to_string(dir.join(log)) {
+                    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                    eprintln!("==== tail of {log} ====");
+                    for line in tail.iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}
