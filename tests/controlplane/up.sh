@@ -128,6 +128,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --authorization-mode RBAC \
   --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
   --audit-log-format json --audit-log-mode blocking \
+  --endpoint-reconciler-type none \
   --allow-privileged --profiling=false --cert-dir "$dir/apiserver-certs" --v 1
 curl_admin() {
   curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:$api_port$1"
@@ -158,7 +159,7 @@ ENV
   trap 'exit 0' TERM
   while kill -0 "$owner" 2>/dev/null && [ ! -f "$dir/stop" ]; do sleep 0.5; done
   stop_all
-  for _ in $(seq 50); do
+  for _ in $(seq 25); do
     alive=0
     for n in kube-controller-manager kube-apiserver etcd; do
       kill -0 "$(cat "$dir/$n.pid")" 2>/dev/null && alive=1

@@ -40,15 +40,29 @@ pub struct ControlPlane {
     dir: Option<PathBuf>,
 }
 
-static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
-/// The control plane shared by every test in this binary, started on first use.
+/// The control plane shared by every test in this binary, started on first
+/// use. When it cannot start, every test fails with the same message.
 pub fn plane() -> &'static ControlPlane {
-    PLANE.get_or_init(|| {
-        let plane = ControlPlane::start();
-        run_blocking(install(&plane));
-        plane
-    })
+    let plane = PLANE.get_or_init(|| {
+        std::panic::catch_unwind(|| {
+            let plane = ControlPlane::start();
+            run_blocking(install(&plane));
+            plane
+        })
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string())
+        })
+    });
+    match plane {
+        Ok(plane) => plane,
+        Err(message) => panic!("the control plane is not available: {message}"),
+    }
 }
 
 /// The repository root (where Cargo.toml is).
@@ -208,11 +222,11 @@ async fn install(plane: &ControlPlane) {
 /// Server-side applies every document of a multi-document YAML text as the
 /// client's identity; panics with the API server's message when one is refused.
 pub async fn apply_yaml(client: &Client, text: &str) {
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).expect("valid YAML document");
-        if value.is_null() {
-            continue;
-        }
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("valid YAML document"))
+        .filter(|value| !value.is_null())
+        .collect();
+    for (i, value) in docs.into_iter().enumerate() {
         if let Err(err) = try_apply_value(client, value).await {
             panic!("document {i} was refused: {err}");
         }
