@@ -5,3 +5,4 @@
 //! between owners with a [`api::WorkspaceTransfer`].
 
 pub mod api;
+pub mod config;

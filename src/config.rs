@@ -1,0 +1,420 @@
+//! Configuration of `workspace-operator run`.
+//!
+//! Every flag can also be set through an environment variable named
+//! `WORKSPACE_OPERATOR_<FLAG>` (upper case, dashes as underscores), e.g.
+//! `WORKSPACE_OPERATOR_MAX_WORKSPACES_PER_USER=3`. A flag on the command line
+//! wins over its variable. A few defaults come from the conventional variables
+//! a Deployment sets: `POD_NAMESPACE` (lease and operator namespace) and
+//! `LOG_FORMAT`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The single server-side-apply field manager every write of the operator uses.
+pub const FIELD_MANAGER: &str = "workspace-operator";
+
+/// The `User-Agent` the operator's Kubernetes client sends.
+pub const USER_AGENT: &str = concat!("workspace-operator/", env!("CARGO_PKG_VERSION"));
+
+/// Namespace used for the lease and as the operator's own namespace when
+/// neither a flag nor `POD_NAMESPACE` says otherwise.
+pub const DEFAULT_NAMESPACE: &str = "workspace-operator-system";
+
+/// Default lifetime of invitations and transfers: seven days.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `workspace-operator run`.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address of the HTTP server for /metrics, /livez and /readyz.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Most Workspaces a user may own personally; 0 means unlimited.
+    /// Workspaces over the limit report `WorkspaceLimitExceeded`; lowering the
+    /// limit never tears down existing Workspaces. Organizations use their own
+    /// `spec.limits.workspaces` instead.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_MAX_WORKSPACES_PER_USER",
+        default_value_t = 0
+    )]
+    pub max_workspaces_per_user: u32,
+
+    /// How long an invitation stays valid, e.g. `7d`, `168h`, `1d12h`
+    /// (units: s, m, h, d, w).
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_INVITATION_TTL",
+        default_value = "7d",
+        value_parser = parse_duration
+    )]
+    pub invitation_ttl: Duration,
+
+    /// How long a transfer offer stays valid, e.g. `7d`, `168h`
+    /// (units: s, m, h, d, w).
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_TRANSFER_TTL",
+        default_value = "7d",
+        value_parser = parse_duration
+    )]
+    pub transfer_ttl: Duration,
+
+    /// Most reconciles each controller runs in parallel (at least 1).
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_CONCURRENCY",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
+
+    /// Elect a leader on a coordination.k8s.io Lease so several replicas can
+    /// run; only the leader reconciles. Turn off (`--leader-election=false`)
+    /// for a single replica: the operator then makes no periodic writes.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub leader_election: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_LEASE_NAME",
+        default_value = "workspace-operator"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease used for leader election
+    /// [default: $POD_NAMESPACE, else workspace-operator-system].
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_LEASE_NAMESPACE",
+        default_value = env_default("POD_NAMESPACE", DEFAULT_NAMESPACE),
+        hide_default_value = true
+    )]
+    pub lease_namespace: String,
+
+    /// Namespace the operator runs in; no Workspace may use it
+    /// [default: $POD_NAMESPACE, else workspace-operator-system].
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_OPERATOR_NAMESPACE",
+        default_value = env_default("POD_NAMESPACE", DEFAULT_NAMESPACE),
+        hide_default_value = true
+    )]
+    pub operator_namespace: String,
+
+    /// Log format [default: $LOG_FORMAT, else plain]. The level comes from
+    /// RUST_LOG (default `info,kube=warn`).
+    #[arg(
+        long,
+        value_enum,
+        env = "WORKSPACE_OPERATOR_LOG_FORMAT",
+        default_value = env_default("LOG_FORMAT", "plain"),
+        hide_default_value = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Comma-separated custom ClusterRoles that a WorkspaceMember may name,
+    /// besides the built-in workspace roles (empty: only the built-in ones).
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_ASSIGNABLE_CLUSTER_ROLES",
+        value_delimiter = ',',
+        value_parser = parse_role_name
+    )]
+    pub assignable_cluster_roles: Vec<String>,
+}
+
+impl Default for Config {
+    /// The documented defaults, independent of the environment.
+    fn default() -> Self {
+        Self {
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_workspaces_per_user: 0,
+            invitation_ttl: DEFAULT_TTL,
+            transfer_ttl: DEFAULT_TTL,
+            concurrency: 8,
+            leader_election: true,
+            lease_name: "workspace-operator".to_owned(),
+            lease_namespace: DEFAULT_NAMESPACE.to_owned(),
+            operator_namespace: DEFAULT_NAMESPACE.to_owned(),
+            log_format: LogFormat::Plain,
+            assignable_cluster_roles: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The per-user workspace limit, `None` when unlimited.
+    pub fn workspace_limit_per_user(&self) -> Option<u32> {
+        (self.max_workspaces_per_user > 0).then_some(self.max_workspaces_per_user)
+    }
+
+    /// Whether members may be given the custom ClusterRole `name`.
+    pub fn is_assignable_cluster_role(&self, name: &str) -> bool {
+        self.assignable_cluster_roles
+            .iter()
+            .any(|role| role == name)
+    }
+}
+
+/// The value of the environment variable `name` when set and not empty,
+/// `fallback` otherwise. Used for defaults evaluated once at start-up.
+fn env_default(name: &str, fallback: &'static str) -> &'static str {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => {
+            Box::leak(value.trim().to_owned().into_boxed_str())
+        }
+        _ => fallback,
+    }
+}
+
+/// Parses a duration written as a sequence of `<number><unit>` terms, with
+/// units `s`, `m`, `h`, `d` (24 h) and `w` (7 d): `7d`, `168h`, `1d12h`, `90s`.
+/// The result must be positive.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let text = input.trim();
+    if text.is_empty() {
+        return Err("empty duration; write e.g. 7d, 168h or 30m".to_owned());
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {input:?}: expected a number before {rest:?}"
+            ));
+        }
+        let (number, after) = rest.split_at(digits);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let seconds_per_unit: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 60 * 60,
+            "d" => 24 * 60 * 60,
+            "w" => 7 * 24 * 60 * 60,
+            "" => {
+                return Err(format!(
+                    "invalid duration {input:?}: {number} needs a unit (s, m, h, d, w)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration {input:?}: unknown unit {other:?} (use s, m, h, d, w)"
+                ));
+            }
+        };
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {input:?}: {number} is too large"))?;
+        total = value
+            .checked_mul(seconds_per_unit)
+            .and_then(|seconds| total.checked_add(seconds))
+            .ok_or_else(|| format!("invalid duration {input:?}: too large"))?;
+        rest = next;
+    }
+    if total == 0 {
+        return Err(format!(
+            "invalid duration {input:?}: must be longer than zero"
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Validates one entry of `--assignable-cluster-roles`: a non-empty RBAC
+/// object name (surrounding spaces are ignored).
+fn parse_role_name(input: &str) -> Result<String, String> {
+    let name = input.trim();
+    if name.is_empty() {
+        return Err("empty ClusterRole name in the list".to_owned());
+    }
+    if name == "."
+        || name == ".."
+        || name.contains(['/', '%'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(format!("{name:?} is not a valid ClusterRole name"));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .map(|cli| cli.config)
+    }
+
+    /// True when the test process itself carries a variable that would change
+    /// a default; such tests are skipped rather than made unsafe with set_var.
+    fn env_overrides_defaults() -> bool {
+        std::env::vars().any(|(name, _)| {
+            name.starts_with("WORKSPACE_OPERATOR_")
+                || name == "POD_NAMESPACE"
+                || name == "LOG_FORMAT"
+        })
+    }
+
+    #[test]
+    fn defaults_match_default_impl() {
+        if env_overrides_defaults() {
+            return;
+        }
+        assert_eq!(parse(&[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let config = parse(&[
+            "--metrics-addr=127.0.0.1:9000",
+            "--max-workspaces-per-user=3",
+            "--invitation-ttl=36h",
+            "--transfer-ttl",
+            "2d",
+            "--concurrency=2",
+            "--leader-election=false",
+            "--lease-name=lease",
+            "--lease-namespace=ops",
+            "--operator-namespace=ops2",
+            "--log-format=json",
+            "--assignable-cluster-roles=view, edit ,custom:role",
+        ])
+        .unwrap();
+        assert_eq!(config.metrics_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.max_workspaces_per_user, 3);
+        assert_eq!(config.workspace_limit_per_user(), Some(3));
+        assert_eq!(config.invitation_ttl, Duration::from_secs(36 * 3600));
+        assert_eq!(config.transfer_ttl, Duration::from_secs(2 * 86400));
+        assert_eq!(config.concurrency, 2);
+        assert!(!config.leader_election);
+        assert_eq!(config.lease_name, "lease");
+        assert_eq!(config.lease_namespace, "ops");
+        assert_eq!(config.operator_namespace, "ops2");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.assignable_cluster_roles,
+            ["view", "edit", "custom:role"]
+        );
+        assert!(config.is_assignable_cluster_role("edit"));
+        assert!(!config.is_assignable_cluster_role("admin"));
+    }
+
+    #[test]
+    fn unlimited_when_zero() {
+        assert_eq!(Config::default().workspace_limit_per_user(), None);
+    }
+
+    #[test]
+    fn leader_election_forms() {
+        assert!(parse(&["--leader-election"]).unwrap().leader_election);
+        assert!(parse(&["--leader-election=true"]).unwrap().leader_election);
+        assert!(!parse(&["--leader-election=no"]).unwrap().leader_election);
+        assert!(parse(&["--leader-election=maybe"]).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(parse(&["--concurrency=0"]).is_err());
+        assert!(parse(&["--max-workspaces-per-user=-1"]).is_err());
+        assert!(parse(&["--invitation-ttl=7"]).is_err());
+        assert!(parse(&["--transfer-ttl=0d"]).is_err());
+        assert!(parse(&["--log-format=xml"]).is_err());
+        assert!(parse(&["--assignable-cluster-roles=a,,b"]).is_err());
+        assert!(parse(&["--assignable-cluster-roles=a/b"]).is_err());
+        assert!(parse(&["--metrics-addr=localhost"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| parse_duration(s).unwrap().as_secs();
+        assert_eq!(ok("7d"), 7 * 86400);
+        assert_eq!(ok("168h"), 7 * 86400);
+        assert_eq!(ok("1w"), 7 * 86400);
+        assert_eq!(ok("1d12h30m15s"), 86400 + 12 * 3600 + 30 * 60 + 15);
+        assert_eq!(ok(" 90s "), 90);
+        for bad in [
+            "",
+            "7",
+            "d",
+            "7x",
+            "7 d",
+            "-1d",
+            "1.5h",
+            "0s",
+            "99999999999999999999s",
+            "18446744073709551615w",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn every_flag_has_its_env_var() {
+        let command = Cli::command();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            let expected = format!(
+                "WORKSPACE_OPERATOR_{}",
+                long.to_uppercase().replace('-', "_")
+            );
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(expected.as_str()), "--{long}");
+        }
+    }
+
+    #[test]
+    fn help_is_documented() {
+        Cli::command().debug_assert();
+        for arg in Cli::command().get_arguments() {
+            if arg.get_id() != "help" {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} lacks a doc comment",
+                    arg.get_id()
+                );
+            }
+        }
+    }
+}
