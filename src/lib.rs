@@ -6,3 +6,5 @@
 
 pub mod api;
 pub mod config;
+pub mod config;
+pub mod telemetry;
