@@ -8,3 +8,6 @@ pub mod api;
 pub mod config;
 pub mod config;
 pub mod telemetry;
+pub mod config;
+pub mod metrics;
+pub mod telemetry;

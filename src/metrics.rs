@@ -1,0 +1,226 @@
+//! Prometheus metrics, served as OpenMetrics text on `/metrics`.
+//!
+//! Every label value is a `&'static str` chosen by the code (controller name,
+//! error reason, resource kind), never an object name, so cardinality stays
+//! bounded.
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    controller: &'static str,
+    resource: &'static str,
+}
+
+type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 5 ms .. ~41 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// The operator's metrics and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ControllerLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: HistogramFamily,
+    writes: Family<WriteLabels, Counter>,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics, registered under the `workspace_operator_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("workspace_operator");
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let durations: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        let writes = Family::<WriteLabels, Counter>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "reconciles",
+            "Reconciliations started, by controller",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciliations that failed, by controller and bounded reason",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconciliation took, by controller",
+            durations.clone(),
+        );
+        registry.register(
+            "writes",
+            "Writes to the Kubernetes API made by reconciliations, by controller and resource kind",
+            writes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease (or leader election is off), else 0",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            durations,
+            writes,
+            leader,
+        }
+    }
+
+    /// Counts a reconciliation of `controller` and starts timing it; the
+    /// duration is recorded when the returned timer is finished or dropped.
+    pub fn reconcile_started(&self, controller: &'static str) -> ReconcileTimer {
+        let labels = ControllerLabels { controller };
+        self.reconciles.get_or_create(&labels).inc();
+        ReconcileTimer {
+            histogram: self.durations.get_or_create_owned(&labels),
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconciliation of `controller` with a bounded `reason`.
+    pub fn reconcile_failed(&self, controller: &'static str, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { controller, reason })
+            .inc();
+    }
+
+    /// Counts one write (create, apply, patch, delete) of a `resource` kind.
+    pub fn write(&self, controller: &'static str, resource: &'static str) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                controller,
+                resource,
+            })
+            .inc();
+    }
+
+    /// Records whether this replica currently leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// Renders all metrics as OpenMetrics text ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing to a String cannot fail; keep whatever was encoded.
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// Times one reconciliation; records on [`ReconcileTimer::finish`] or drop.
+#[must_use = "the duration is recorded when the timer is dropped"]
+#[derive(Debug)]
+pub struct ReconcileTimer {
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl ReconcileTimer {
+    /// Records the elapsed time now.
+    pub fn finish(self) {}
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn counts_reconciles_errors_and_writes() {
+        let metrics = Metrics::new();
+        metrics.reconcile_started("workspace").finish();
+        drop(metrics.reconcile_started("workspace"));
+        metrics.reconcile_failed("workspace", "NamespaceConflict");
+        metrics.write("workspace", "Namespace");
+        metrics.write("workspace", "Namespace");
+        metrics.set_leader(true);
+        let text = metrics.render();
+        assert_eq!(
+            line(&text, "workspace_operator_reconciles_total{"),
+            Some("workspace_operator_reconciles_total{controller=\"workspace\"} 2"),
+            "{text}"
+        );
+        assert_eq!(
+            line(&text, "workspace_operator_reconcile_errors_total{"),
+            Some(
+                "workspace_operator_reconcile_errors_total{controller=\"workspace\",reason=\"NamespaceConflict\"} 1"
+            )
+        );
+        assert_eq!(
+            line(&text, "workspace_operator_writes_total{"),
+            Some(
+                "workspace_operator_writes_total{controller=\"workspace\",resource=\"Namespace\"} 2"
+            )
+        );
+        assert_eq!(
+            line(
+                &text,
+                "workspace_operator_reconcile_duration_seconds_count{"
+            ),
+            Some("workspace_operator_reconcile_duration_seconds_count{controller=\"workspace\"} 2")
+        );
+        assert_eq!(
+            line(&text, "workspace_operator_leader "),
+            Some("workspace_operator_leader 1")
+        );
+        assert!(text.contains("# TYPE workspace_operator_reconcile_duration_seconds histogram"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn fresh_registry_has_no_series() {
+        let text = Metrics::new().render();
+        assert!(line(&text, "workspace_operator_reconciles_total{").is_none());
+        assert_eq!(
+            line(&text, "workspace_operator_leader "),
+            Some("workspace_operator_leader 0")
+        );
+    }
+}
