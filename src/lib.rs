@@ -11,3 +11,7 @@ pub mod telemetry;
 pub mod config;
 pub mod metrics;
 pub mod telemetry;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod telemetry;
