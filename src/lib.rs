@@ -15,3 +15,8 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;
+pub mod config;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod telemetry;
