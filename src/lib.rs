@@ -6,17 +6,9 @@
 
 pub mod api;
 pub mod config;
-pub mod config;
-pub mod telemetry;
-pub mod config;
-pub mod metrics;
-pub mod telemetry;
-pub mod config;
-pub mod http;
-pub mod metrics;
-pub mod telemetry;
-pub mod config;
+pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod operator;
 pub mod telemetry;
