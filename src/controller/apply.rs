@@ -1,0 +1,216 @@
+//! Writing children: server-side apply with one field manager, and only when
+//! the cached object differs from the desired one in what the operator owns.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DeleteParams, PartialObjectMeta, Patch, PatchParams, Preconditions};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::labels;
+use crate::config::FIELD_MANAGER;
+
+/// Server-side applies `desired` as the operator's field manager, taking over
+/// fields someone else changed (drift repair).
+pub async fn apply<K>(api: &Api<K>, desired: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(desired),
+    )
+    .await
+}
+
+/// Deletes `name`; an object that is already gone counts as deleted.
+pub async fn delete_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: Option<String>,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn contains_all(
+    actual: Option<&BTreeMap<String, String>>,
+    desired: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let actual = actual.unwrap_or(&empty);
+    desired
+        .unwrap_or(&empty)
+        .iter()
+        .all(|(k, v)| actual.get(k) == Some(v))
+}
+
+/// Operator-managed keys present in `actual` but not wanted any more.
+fn has_stale_keys(
+    actual: Option<&BTreeMap<String, String>>,
+    desired: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let desired = desired.unwrap_or(&empty);
+    actual
+        .unwrap_or(&empty)
+        .keys()
+        .any(|k| labels::is_operator_key(k) && !desired.contains_key(k))
+}
+
+fn metadata_matches<A: Resource, D: Resource>(actual: &A, desired: &D) -> bool {
+    let (a, d) = (actual.meta(), desired.meta());
+    contains_all(a.labels.as_ref(), d.labels.as_ref())
+        && contains_all(a.annotations.as_ref(), d.annotations.as_ref())
+        && !has_stale_keys(a.labels.as_ref(), d.labels.as_ref())
+        && !has_stale_keys(a.annotations.as_ref(), d.annotations.as_ref())
+        && d.owner_references.as_ref().is_none_or(|refs| {
+            refs.iter().all(|r| {
+                actual
+                    .owner_references()
+                    .iter()
+                    .any(|o| o.uid == r.uid && o.controller == r.controller)
+            })
+        })
+}
+
+/// Whether a cached object already is what the operator wants.
+pub trait UpToDate<Desired = Self> {
+    /// True when applying `desired` would change nothing the operator owns.
+    fn up_to_date(&self, desired: &Desired) -> bool;
+}
+
+impl UpToDate<Namespace> for PartialObjectMeta<Namespace> {
+    fn up_to_date(&self, desired: &Namespace) -> bool {
+        metadata_matches(self, desired)
+    }
+}
+
+impl UpToDate for RoleBinding {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        metadata_matches(self, desired)
+            && self.role_ref == desired.role_ref
+            && self.subjects.clone().unwrap_or_default()
+                == desired.subjects.clone().unwrap_or_default()
+    }
+}
+
+impl UpToDate for ClusterRoleBinding {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        metadata_matches(self, desired)
+            && self.role_ref == desired.role_ref
+            && self.subjects.clone().unwrap_or_default()
+                == desired.subjects.clone().unwrap_or_default()
+    }
+}
+
+impl UpToDate for ClusterRole {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        metadata_matches(self, desired)
+            && self.rules.clone().unwrap_or_default() == desired.rules.clone().unwrap_or_default()
+            && self.aggregation_rule == desired.aggregation_rule
+    }
+}
+
+/// Whether `cached` (if any) already matches `desired`.
+pub fn needs_write<C, D>(cached: Option<&C>, desired: &D) -> bool
+where
+    C: UpToDate<D>,
+{
+    cached.is_none_or(|c| !c.up_to_date(desired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn binding(labels: &[(&str, &str)], subjects: &[&str]) -> RoleBinding {
+        RoleBinding {
+            metadata: ObjectMeta {
+                name: Some("b".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: "workspaces:owner".into(),
+            },
+            subjects: Some(
+                subjects
+                    .iter()
+                    .map(|s| Subject {
+                        kind: "User".into(),
+                        name: s.to_string(),
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        namespace: None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn equal_binding_needs_no_write() {
+        let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
+        assert!(!needs_write(Some(&desired.clone()), &desired));
+    }
+
+    #[test]
+    fn missing_binding_needs_a_write() {
+        let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
+        assert!(needs_write::<RoleBinding, _>(None, &desired));
+    }
+
+    #[test]
+    fn extra_labels_from_others_are_tolerated() {
+        let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
+        let cached = binding(&[(labels::WORKSPACE, "w"), ("team", "x")], &["alice"]);
+        assert!(!needs_write(Some(&cached), &desired));
+    }
+
+    #[test]
+    fn edited_subjects_or_labels_need_a_write() {
+        let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
+        let added_subject = binding(&[(labels::WORKSPACE, "w")], &["alice", "mallory"]);
+        let changed_label = binding(&[(labels::WORKSPACE, "other")], &["alice"]);
+        assert!(needs_write(Some(&added_subject), &desired));
+        assert!(needs_write(Some(&changed_label), &desired));
+    }
+
+    #[test]
+    fn stale_operator_labels_need_a_write() {
+        let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
+        let stale = binding(
+            &[(labels::WORKSPACE, "w"), (labels::OWNER, "bob")],
+            &["alice"],
+        );
+        assert!(needs_write(Some(&stale), &desired));
+    }
+}

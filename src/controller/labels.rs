@@ -1,0 +1,77 @@
+//! Labels and annotations the operator puts on what it creates.
+//!
+//! Ownership of a namespace is proven by [`WORKSPACE_UID`] (the Workspace's
+//! UID, which nobody can choose), never by a label alone.
+
+/// Standard label naming the tool that manages an object.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY`] on everything the operator creates.
+pub const MANAGED_BY_VALUE: &str = "workspace-operator";
+/// Selector matching everything the operator creates.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=workspace-operator";
+
+/// Label: the Workspace a namespace or binding belongs to.
+pub const WORKSPACE: &str = "workspaces.dev/workspace";
+/// Label: the WorkspaceMember a RoleBinding grants.
+pub const MEMBER: &str = "workspaces.dev/member";
+/// Annotation on a namespace: the UID of the Workspace that created (or adopted) it.
+pub const WORKSPACE_UID: &str = "workspaces.dev/workspace-uid";
+/// Label: `User` or `Organization`.
+pub const OWNER_KIND: &str = "workspaces.dev/owner-kind";
+/// Label (when the name is a valid label value) or annotation (otherwise, e.g.
+/// an e-mail address): the owning account's name.
+pub const OWNER: &str = "workspaces.dev/owner";
+/// Label: the workspace's effective handle.
+pub const HANDLE: &str = "workspaces.dev/handle";
+/// Annotation a cluster admin sets on an existing namespace to let the
+/// Workspace of that name adopt it.
+pub const ADOPT: &str = "workspaces.dev/adopt";
+/// Annotation the operator sets on a namespace it adopted: it is never deleted.
+pub const ADOPTED: &str = "workspaces.dev/adopted";
+/// Label on a RoleBinding: which access it grants (`owner` or `member`).
+pub const ACCESS: &str = "workspaces.dev/access";
+
+/// Finalizer that lets the operator clean up before a Workspace goes away.
+pub const FINALIZER: &str = "workspaces.dev/cleanup";
+
+/// Whether `value` is a valid Kubernetes label value: at most 63 characters,
+/// alphanumerics with `-`, `_` or `.` inside.
+pub fn is_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && (value.is_empty()
+            || (value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && value.ends_with(|c: char| c.is_ascii_alphanumeric())))
+}
+
+/// Whether a label or annotation key is one the operator manages (and so may
+/// remove): everything under `workspaces.dev/` except what admins set.
+pub fn is_operator_key(key: &str) -> bool {
+    key.starts_with("workspaces.dev/") && key != ADOPT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values() {
+        assert!(is_label_value("alice"));
+        assert!(is_label_value("a.b-c_d"));
+        assert!(is_label_value(""));
+        assert!(!is_label_value("alice@acme.io"));
+        assert!(!is_label_value("-alice"));
+        assert!(!is_label_value("alice."));
+        assert!(!is_label_value(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn operator_keys_exclude_the_admins_adopt_annotation() {
+        assert!(is_operator_key(WORKSPACE));
+        assert!(is_operator_key(WORKSPACE_UID));
+        assert!(!is_operator_key(ADOPT));
+        assert!(!is_operator_key("argocd.argoproj.io/instance"));
+    }
+}

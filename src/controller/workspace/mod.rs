@@ -1,0 +1,635 @@
+//! The Workspace controller: each Workspace becomes a namespace, the owner's
+//! Owner role in it, and access to the Workspace object itself.
+//!
+//! observe (the cached world) -> validate and build ([`build::plan`], pure)
+//! -> apply (only what differs) -> status (only when it changed).
+
+pub mod build;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use self::build::{Blocked, Desired, Plan};
+use super::apply::{apply, delete_if_present, needs_write};
+use super::{Context, labels};
+use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
+use crate::api::{MemberPhase, Subject, Workspace, WorkspacePhase, WorkspaceStatus};
+use crate::config::FIELD_MANAGER;
+
+/// Metric label of this controller.
+const CONTROLLER: &str = "workspace";
+
+/// What went wrong in one reconcile; each variant names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Server-side apply of a child failed.
+    #[error("applying the {kind} failed: {source}")]
+    Apply {
+        /// Which child.
+        kind: &'static str,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Deleting a child (or the namespace) failed.
+    #[error("deleting the {kind} failed: {source}")]
+    Delete {
+        /// Which child.
+        kind: &'static str,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("updating the finalizer failed: {0}")]
+    Finalizer(#[source] kube::Error),
+    /// Writing status failed.
+    #[error("writing status failed: {0}")]
+    Status(#[source] kube::Error),
+    /// Reading the Workspace CRD (to tell CRD removal from deletion) failed.
+    #[error("reading the Workspace CRD failed: {0}")]
+    Crd(#[source] kube::Error),
+}
+
+impl Error {
+    /// A bounded, PascalCase reason for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Delete { .. } => "DeleteFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
+            Error::Status(_) => "StatusFailed",
+            Error::Crd(_) => "CrdReadFailed",
+        }
+    }
+}
+
+/// Runs the Workspace controller until its trigger stream ends.
+pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Workspace>>) {
+    ctx.world.synced().await;
+    tracing::info!("caches synced; reconciling workspaces");
+    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    Controller::for_stream(futures::stream::pending(), ctx.world.workspaces.clone())
+        .reconcile_on(triggers)
+        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
+        .with_config(config)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "workspace reconcile did not complete");
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(workspace = %ws.name_any(), reason = err.reason(), error = %err, "reconcile failed");
+    ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    if ws.meta().deletion_timestamp.is_some() {
+        return cleanup(&ws, &ctx).await;
+    }
+    ensure_finalizer(&ws, &ctx).await?;
+
+    let all = ctx.world.workspaces.state();
+    let name = ws.name_any();
+    let organization = match ws.spec.owner.kind {
+        crate::api::AccountKind::Organization => ctx
+            .world
+            .organizations
+            .get(&ObjectRef::new(&ws.spec.owner.name)),
+        crate::api::AccountKind::User => None,
+    };
+    let namespace_name = ws.spec.effective_namespace(&name).to_string();
+    let namespace = ctx.world.namespaces.get(&ObjectRef::new(&namespace_name));
+    let members = active_members(&ctx, &namespace_name);
+    let is_provisioned = |w: &Workspace| holds_namespace(&ctx, w);
+    let inputs = build::Inputs {
+        workspace: &ws,
+        all: &all,
+        organization: organization.as_deref(),
+        namespace: namespace.as_deref(),
+        is_provisioned: &is_provisioned,
+        members: &members,
+        user_limit: ctx.config.workspace_limit_per_user(),
+    };
+    let plan = build::plan(&inputs);
+    let outcome = match &plan {
+        Plan::Provision(desired) => provision(&ws, desired, &ctx).await,
+        Plan::Blocked(_) => Ok(()),
+    };
+    let status = compute_status(&ws, &plan, outcome.as_ref().err(), members.len());
+    write_status(&ws, status, &ctx).await?;
+    outcome.map(|()| Action::await_change())
+}
+
+/// Subjects of the Active WorkspaceMembers in `namespace`.
+fn active_members(ctx: &Context, namespace: &str) -> Vec<Subject> {
+    ctx.world
+        .members
+        .state()
+        .iter()
+        .filter(|m| m.namespace().as_deref() == Some(namespace))
+        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Active))
+        .map(|m| m.spec.subject.clone())
+        .collect()
+}
+
+/// Whether `ws` holds its namespace: the namespace carries its UID.
+fn holds_namespace(ctx: &Context, ws: &Workspace) -> bool {
+    let name = ws.name_any();
+    let ns = ws.spec.effective_namespace(&name);
+    let uid = ws.uid();
+    ctx.world
+        .namespaces
+        .get(&ObjectRef::new(ns))
+        .is_some_and(|n| {
+            uid.is_some() && n.annotations().get(labels::WORKSPACE_UID) == uid.as_ref()
+        })
+}
+
+async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<(), Error> {
+    if ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = ws.finalizers().to_vec();
+    finalizers.push(labels::FINALIZER.to_string());
+    set_finalizers(ws, finalizers, ctx).await
+}
+
+async fn set_finalizers(
+    ws: &Workspace,
+    finalizers: Vec<String>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    // The resourceVersion makes the merge patch conditional: a concurrent
+    // change to the finalizers fails it instead of being overwritten.
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
+    let api: Api<Workspace> = Api::all(ctx.client.clone());
+    ctx.metrics.write(CONTROLLER, "workspaces");
+    match api
+        .patch(
+            &ws.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(err) => Err(Error::Finalizer(err)),
+    }
+}
+
+/// Applies each child whose cached copy differs from the desired one.
+async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(), Error> {
+    let world = &ctx.world;
+    let client = &ctx.client;
+    let ns_name = desired.namespace.name_any();
+
+    let cached_ns = world.namespaces.get(&ObjectRef::new(&ns_name));
+    if needs_write(cached_ns.as_deref(), &desired.namespace) {
+        let created = cached_ns.is_none();
+        ctx.metrics.write(CONTROLLER, "namespaces");
+        apply(&Api::<Namespace>::all(client.clone()), &desired.namespace)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "namespace",
+                source,
+            })?;
+        if created {
+            publish(
+                ctx,
+                ws,
+                EventType::Normal,
+                "NamespaceCreated",
+                format!("Created namespace {ns_name}."),
+            )
+            .await;
+        }
+    }
+
+    let rb = &desired.owner_binding;
+    let cached = world
+        .role_bindings
+        .get(&ObjectRef::new(&rb.name_any()).within(&ns_name));
+    if needs_write(cached.as_deref(), rb) {
+        ctx.metrics.write(CONTROLLER, "rolebindings");
+        apply(
+            &Api::<RoleBinding>::namespaced(client.clone(), &ns_name),
+            rb,
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "owner RoleBinding",
+            source,
+        })?;
+    }
+
+    for role in [&desired.reader_role, &desired.owner_role] {
+        let cached = world.cluster_roles.get(&ObjectRef::new(&role.name_any()));
+        if needs_write(cached.as_deref(), role) {
+            ctx.metrics.write(CONTROLLER, "clusterroles");
+            apply(&Api::<ClusterRole>::all(client.clone()), role)
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "ClusterRole",
+                    source,
+                })?;
+        }
+    }
+    for binding in [&desired.reader_binding, &desired.owner_role_binding] {
+        let cached = world
+            .cluster_role_bindings
+            .get(&ObjectRef::new(&binding.name_any()));
+        if needs_write(cached.as_deref(), binding) {
+            ctx.metrics.write(CONTROLLER, "clusterrolebindings");
+            apply(&Api::<ClusterRoleBinding>::all(client.clone()), binding)
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "ClusterRoleBinding",
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// The status a Workspace should have after this reconcile.
+fn compute_status(
+    ws: &Workspace,
+    plan: &Plan,
+    failure: Option<&Error>,
+    members: usize,
+) -> WorkspaceStatus {
+    let previous = ws.status.clone().unwrap_or_default();
+    let generation = ws.meta().generation;
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut set =
+        |type_: &'static str, holds: ConditionStatus, reason: &'static str, message: String| {
+            conditions::set_condition(
+                &mut status.conditions,
+                NewCondition::new(type_, holds, reason, message).observed_generation(generation),
+                &now,
+            );
+        };
+    let name = ws.name_any();
+    match (plan, failure) {
+        (Plan::Provision(desired), None) => {
+            let ns = desired.namespace.name_any();
+            set(
+                conditions::NAMESPACE_READY,
+                ConditionStatus::True,
+                reason::PROVISIONED,
+                format!(
+                    "Namespace {ns} is provisioned{}.",
+                    if desired.adopted { " (adopted)" } else { "" }
+                ),
+            );
+            set(
+                conditions::ACCESS_READY,
+                ConditionStatus::True,
+                reason::PROVISIONED,
+                format!(
+                    "{} holds the Owner role; {members} active members can read the workspace.",
+                    ws.spec.owner
+                ),
+            );
+            set(
+                conditions::READY,
+                ConditionStatus::True,
+                reason::PROVISIONED,
+                format!("Workspace {name} is ready in namespace {ns}."),
+            );
+            conditions::remove_condition(&mut status.conditions, conditions::RECONCILING);
+            conditions::remove_condition(&mut status.conditions, conditions::STALLED);
+            status.phase = Some(WorkspacePhase::Active);
+            status.namespace = Some(ns);
+            status.handle = Some(ws.spec.effective_handle(&name).to_string());
+            status.owner = Some(ws.spec.owner.clone());
+            status.members = Some(members as i32);
+        }
+        (Plan::Provision(_), Some(err)) => {
+            let message = format!(
+                "The operator could not finish provisioning ({}); it retries.",
+                err.reason()
+            );
+            set(
+                conditions::READY,
+                ConditionStatus::False,
+                reason::PROVISIONING,
+                message.clone(),
+            );
+            set(
+                conditions::RECONCILING,
+                ConditionStatus::True,
+                reason::PROVISIONING,
+                message,
+            );
+            if status.phase != Some(WorkspacePhase::Active) {
+                status.phase = Some(WorkspacePhase::Pending);
+            }
+        }
+        (
+            Plan::Blocked(Blocked {
+                reason,
+                message,
+                stalled,
+            }),
+            _,
+        ) => {
+            set(
+                conditions::READY,
+                ConditionStatus::False,
+                reason,
+                message.clone(),
+            );
+            if *reason != reason::NAMESPACE_TERMINATING {
+                set(
+                    conditions::NAMESPACE_READY,
+                    ConditionStatus::False,
+                    reason,
+                    message.clone(),
+                );
+            }
+            if *stalled {
+                set(
+                    conditions::STALLED,
+                    ConditionStatus::True,
+                    reason,
+                    message.clone(),
+                );
+                conditions::remove_condition(&mut status.conditions, conditions::RECONCILING);
+                status.phase = Some(WorkspacePhase::Blocked);
+            } else {
+                set(
+                    conditions::RECONCILING,
+                    ConditionStatus::True,
+                    reason,
+                    message.clone(),
+                );
+                conditions::remove_condition(&mut status.conditions, conditions::STALLED);
+                status.phase = Some(WorkspacePhase::Pending);
+            }
+        }
+    }
+    status
+}
+
+/// Whether two statuses say the same thing, ignoring condition timestamps.
+fn same_status(a: &WorkspaceStatus, b: &WorkspaceStatus) -> bool {
+    conditions::conditions_equal_ignoring_time(&a.conditions, &b.conditions)
+        && a.observed_generation == b.observed_generation
+        && a.phase == b.phase
+        && a.namespace == b.namespace
+        && a.handle == b.handle
+        && a.owner == b.owner
+        && a.members == b.members
+}
+
+/// Writes `status` when it says something new, and records an event when the
+/// `Ready` condition changed its status or reason.
+async fn write_status(ws: &Workspace, status: WorkspaceStatus, ctx: &Context) -> Result<(), Error> {
+    let previous = ws.status.clone().unwrap_or_default();
+    if same_status(&previous, &status) {
+        return Ok(());
+    }
+    let api: Api<Workspace> = Api::all(ctx.client.clone());
+    let body = json!({
+        "apiVersion": Workspace::api_version(&()),
+        "kind": Workspace::kind(&()),
+        "status": status,
+    });
+    ctx.metrics.write(CONTROLLER, "workspaces/status");
+    api.patch_status(
+        &ws.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Status)?;
+    let ready = |s: &WorkspaceStatus| {
+        conditions::find_condition(&s.conditions, conditions::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    if let (Some(new), old) = (ready(&status), ready(&previous)) {
+        if old.as_ref().map(|o| (&o.0, &o.1)) != Some((&new.0, &new.1)) {
+            let type_ = if new.0 == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            let reason = conditions::find_condition(&status.conditions, conditions::READY)
+                .map(|c| c.reason.clone())
+                .unwrap_or_default();
+            publish_owned(ctx, ws, type_, reason, new.2).await;
+        }
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, ws: &Workspace, type_: EventType, reason: &str, note: String) {
+    publish_owned(ctx, ws, type_, reason.to_string(), note).await;
+}
+
+async fn publish_owned(
+    ctx: &Context,
+    ws: &Workspace,
+    type_: EventType,
+    reason: String,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason,
+        note: Some(note),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    ctx.metrics.write(CONTROLLER, "events");
+    if let Err(err) = ctx.recorder.publish(&event, &ws.object_ref(&())).await {
+        tracing::warn!(error = %err, "could not record an event");
+    }
+}
+
+/// Whether the Workspace CRD itself is being removed: then namespaces are
+/// retained, whatever the deletion policy says.
+async fn crd_terminating(ctx: &Context) -> Result<bool, Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let name = format!("{}.{}", Workspace::plural(&()), Workspace::group(&()));
+    match api.get_opt(&name).await {
+        Ok(crd) => Ok(crd.is_none_or(|c| c.metadata.deletion_timestamp.is_some())),
+        Err(err) => Err(Error::Crd(err)),
+    }
+}
+
+/// Deletion: with `Delete`, remove the namespace the operator created and wait
+/// until it is gone; otherwise remove only what the operator added. Then drop
+/// the per-workspace access and the finalizer. Never wedges: a namespace that
+/// is gone or was never created is simply skipped.
+async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
+    if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = ws.name_any();
+    let ns_name = ws
+        .status
+        .as_ref()
+        .and_then(|s| s.namespace.clone())
+        .unwrap_or_else(|| ws.spec.effective_namespace(&name).to_string());
+    let namespace = ctx.world.namespaces.get(&ObjectRef::new(&ns_name));
+    let ours = namespace.as_ref().filter(|ns| {
+        ws.uid().is_some() && ns.annotations().get(labels::WORKSPACE_UID) == ws.uid().as_ref()
+    });
+
+    if let Some(ns) = ours {
+        let adopted = ns
+            .annotations()
+            .get(labels::ADOPTED)
+            .is_some_and(|v| v == "true");
+        let delete = ws.spec.deletion_policy == crate::api::DeletionPolicy::Delete && !adopted;
+        if delete && !crd_terminating(ctx).await? {
+            if ns.meta().deletion_timestamp.is_none() {
+                ctx.metrics.write(CONTROLLER, "namespaces");
+                delete_if_present(
+                    &Api::<Namespace>::all(ctx.client.clone()),
+                    &ns_name,
+                    ns.uid(),
+                )
+                .await
+                .map_err(|source| Error::Delete {
+                    kind: "namespace",
+                    source,
+                })?;
+                publish(
+                    ctx,
+                    ws,
+                    EventType::Normal,
+                    "NamespaceDeleting",
+                    format!("Deleting namespace {ns_name} and everything in it."),
+                )
+                .await;
+            }
+            let mut status = ws.status.clone().unwrap_or_default();
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let message = format!(
+                "Namespace {ns_name} is being deleted; the Workspace goes once it is gone."
+            );
+            conditions::set_condition(
+                &mut status.conditions,
+                NewCondition::new(conditions::READY, false, reason::DELETING, message.clone()),
+                &now,
+            );
+            conditions::set_condition(
+                &mut status.conditions,
+                NewCondition::new(conditions::RECONCILING, true, reason::DELETING, message),
+                &now,
+            );
+            status.phase = Some(WorkspacePhase::Terminating);
+            write_status(ws, status, ctx).await?;
+            // The namespace's deletion event triggers the next step.
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        retain(ws, &ns_name, ctx).await?;
+    }
+
+    for role in [
+        build::reader_role_name(&name),
+        build::owner_role_name(&name),
+    ] {
+        ctx.metrics.write(CONTROLLER, "clusterrolebindings");
+        delete_if_present(
+            &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+            &role,
+            None,
+        )
+        .await
+        .map_err(|source| Error::Delete {
+            kind: "ClusterRoleBinding",
+            source,
+        })?;
+        ctx.metrics.write(CONTROLLER, "clusterroles");
+        delete_if_present(&Api::<ClusterRole>::all(ctx.client.clone()), &role, None)
+            .await
+            .map_err(|source| Error::Delete {
+                kind: "ClusterRole",
+                source,
+            })?;
+    }
+    let finalizers: Vec<String> = ws
+        .finalizers()
+        .iter()
+        .filter(|f| *f != labels::FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(ws, finalizers, ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// `Retain`: remove the operator's RoleBindings and its labels and
+/// annotations from the namespace; leave the namespace and its contents.
+async fn retain(ws: &Workspace, ns_name: &str, ctx: &Context) -> Result<(), Error> {
+    let name = ws.name_any();
+    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), ns_name);
+    let ours: Vec<String> = ctx
+        .world
+        .role_bindings
+        .state()
+        .iter()
+        .filter(|rb| rb.namespace().as_deref() == Some(ns_name))
+        .filter(|rb| rb.labels().get(labels::WORKSPACE) == Some(&name))
+        .map(|rb| rb.name_any())
+        .collect();
+    for rb in ours {
+        ctx.metrics.write(CONTROLLER, "rolebindings");
+        delete_if_present(&api, &rb, None)
+            .await
+            .map_err(|source| Error::Delete {
+                kind: "RoleBinding",
+                source,
+            })?;
+    }
+    // Applying an object with none of the operator's fields releases them:
+    // the labels and annotations the operator set go, everyone else's stay.
+    let release = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns_name}});
+    ctx.metrics.write(CONTROLLER, "namespaces");
+    Api::<Namespace>::all(ctx.client.clone())
+        .patch(
+            ns_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&release),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "namespace",
+            source,
+        })?;
+    publish(
+        ctx,
+        ws,
+        EventType::Normal,
+        "NamespaceRetained",
+        format!("Namespace {ns_name} and its contents were kept."),
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The operator's view of the cluster: one watch per kind, each filling a
+//! reflector store, and each event routed to the controllers it concerns.
+//!
+//! Controllers read these stores instead of the API server, so a reconcile
+//! makes no reads, and a converged cluster costs nothing but open watches.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::labels;
+use crate::api::{AccountRef, Organization, Workspace, WorkspaceMember, WorkspacePhase};
+use crate::http::{Health, WatchHealth};
+
+/// Read-only caches of everything the operator watches.
+#[derive(Clone)]
+pub struct World {
+    /// Every Workspace.
+    pub workspaces: Store<Workspace>,
+    /// Every Organization.
+    pub organizations: Store<Organization>,
+    /// Every WorkspaceMember.
+    pub members: Store<WorkspaceMember>,
+    /// Metadata of every namespace (to see conflicts and adoption requests).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// RoleBindings the operator manages.
+    pub role_bindings: Store<RoleBinding>,
+    /// Per-workspace ClusterRoles the operator manages.
+    pub cluster_roles: Store<ClusterRole>,
+    /// Per-workspace ClusterRoleBindings the operator manages.
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+}
+
+/// Reconcile triggers, one stream per controller.
+pub struct Triggers {
+    /// Workspaces to reconcile.
+    pub workspaces: UnboundedReceiver<ObjectRef<Workspace>>,
+}
+
+/// The future that drives every watch; it ends only if a watch ends.
+pub type Drivers = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a watch event should trigger reconciles.
+#[derive(Clone)]
+struct Router {
+    workspaces: Store<Workspace>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    to_workspaces: UnboundedSender<ObjectRef<Workspace>>,
+}
+
+impl Router {
+    fn workspace(&self, name: &str) {
+        // A closed channel means the controller is stopping; nothing to do.
+        let _ = self.to_workspaces.unbounded_send(ObjectRef::new(name));
+    }
+
+    /// The workspace that a namespace belongs to: by its label, or else the
+    /// Workspace that names it (a namespace about to be created, adopted, or
+    /// one whose label someone removed).
+    fn workspaces_of_namespace(&self, namespace: &str) -> Vec<String> {
+        let labelled = self
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|ns| ns.labels().get(labels::WORKSPACE).cloned());
+        let mut names: Vec<String> = self
+            .workspaces
+            .state()
+            .iter()
+            .filter(|ws| ws.spec.effective_namespace(&ws.name_any()) == namespace)
+            .map(|ws| ws.name_any())
+            .collect();
+        if let Some(name) = labelled {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Workspaces of `owner` that are waiting on a handle or a limit: a change
+    /// to any of the owner's workspaces may unblock them.
+    fn blocked_workspaces_of(&self, owner: &AccountRef) -> Vec<String> {
+        self.workspaces
+            .state()
+            .iter()
+            .filter(|ws| &ws.spec.owner == owner)
+            .filter(|ws| ws.status.as_ref().and_then(|s| s.phase) != Some(WorkspacePhase::Active))
+            .map(|ws| ws.name_any())
+            .collect()
+    }
+
+    fn on_workspace(&self, ws: &Workspace) {
+        self.workspace(&ws.name_any());
+        for name in self.blocked_workspaces_of(&ws.spec.owner) {
+            self.workspace(&name);
+        }
+    }
+
+    fn on_organization(&self, org: &Organization) {
+        let owner = AccountRef::organization(org.name_any());
+        for ws in self.workspaces.state() {
+            if ws.spec.owner == owner {
+                self.workspace(&ws.name_any());
+            }
+        }
+    }
+
+    fn on_namespace(&self, ns: &PartialObjectMeta<Namespace>) {
+        for name in self.workspaces_of_namespace(&ns.name_any()) {
+            self.workspace(&name);
+        }
+    }
+
+    fn on_member(&self, member: &WorkspaceMember) {
+        if let Some(ns) = member.namespace() {
+            for name in self.workspaces_of_namespace(&ns) {
+                self.workspace(&name);
+            }
+        }
+    }
+
+    /// A child carries the name of its Workspace as a label.
+    fn on_child<K: Resource>(&self, child: &K) {
+        if let Some(name) = child.labels().get(labels::WORKSPACE) {
+            self.workspace(name);
+        }
+    }
+}
+
+impl World {
+    /// Opens one watch per kind. Returns the caches, the future that drives
+    /// the watches (it must be polled for anything to happen) and the trigger
+    /// streams of the controllers.
+    pub fn start(client: Client, health: &Health) -> (World, Drivers, Triggers) {
+        let (workspaces, ws_writer) = reflector::store::<Workspace>();
+        let (organizations, org_writer) = reflector::store::<Organization>();
+        let (members, member_writer) = reflector::store::<WorkspaceMember>();
+        let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let (role_bindings, rb_writer) = reflector::store::<RoleBinding>();
+        let (cluster_roles, cr_writer) = reflector::store::<ClusterRole>();
+        let (cluster_role_bindings, crb_writer) = reflector::store::<ClusterRoleBinding>();
+        let (to_workspaces, workspace_triggers) = unbounded();
+        let router = Router {
+            workspaces: workspaces.clone(),
+            namespaces: namespaces.clone(),
+            to_workspaces,
+        };
+
+        let all = watcher::Config::default().any_semantic();
+        let managed = watcher::Config::default()
+            .any_semantic()
+            .labels(labels::MANAGED_SELECTOR);
+        let per_workspace = watcher::Config::default().any_semantic().labels(&format!(
+            "{},{}",
+            labels::MANAGED_SELECTOR,
+            labels::WORKSPACE
+        ));
+
+        let drivers: Vec<Drivers> = vec![
+            drive(
+                watcher(Api::all(client.clone()), all.clone()),
+                ws_writer,
+                health.watch("workspaces"),
+                {
+                    let r = router.clone();
+                    move |ws: &Workspace| r.on_workspace(ws)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), all.clone()),
+                org_writer,
+                health.watch("organizations"),
+                {
+                    let r = router.clone();
+                    move |org: &Organization| r.on_organization(org)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), all.clone()),
+                member_writer,
+                health.watch("workspacemembers"),
+                {
+                    let r = router.clone();
+                    move |m: &WorkspaceMember| r.on_member(m)
+                },
+            ),
+            drive(
+                watcher(
+                    Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                    all,
+                ),
+                ns_writer,
+                health.watch("namespaces"),
+                {
+                    let r = router.clone();
+                    move |ns: &PartialObjectMeta<Namespace>| r.on_namespace(ns)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), managed),
+                rb_writer,
+                health.watch("rolebindings"),
+                {
+                    let r = router.clone();
+                    move |rb: &RoleBinding| r.on_child(rb)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), per_workspace.clone()),
+                cr_writer,
+                health.watch("clusterroles"),
+                {
+                    let r = router.clone();
+                    move |cr: &ClusterRole| r.on_child(cr)
+                },
+            ),
+            drive(
+                watcher(Api::all(client), per_workspace),
+                crb_writer,
+                health.watch("clusterrolebindings"),
+                {
+                    let r = router;
+                    move |crb: &ClusterRoleBinding| r.on_child(crb)
+                },
+            ),
+        ];
+        let drivers: Drivers = Box::pin(async move {
+            future::select_all(drivers).await;
+        });
+        let world = World {
+            workspaces,
+            organizations,
+            members,
+            namespaces,
+            role_bindings,
+            cluster_roles,
+            cluster_role_bindings,
+        };
+        (
+            world,
+            drivers,
+            Triggers {
+                workspaces: workspace_triggers,
+            },
+        )
+    }
+
+    /// Waits until every cache holds a complete list.
+    pub async fn synced(&self) {
+        let _ = future::join_all([
+            Box::pin(self.workspaces.wait_until_ready()) as Pin<Box<dyn Future<Output = _> + Send>>,
+            Box::pin(self.organizations.wait_until_ready()),
+            Box::pin(self.members.wait_until_ready()),
+            Box::pin(self.namespaces.wait_until_ready()),
+            Box::pin(self.role_bindings.wait_until_ready()),
+            Box::pin(self.cluster_roles.wait_until_ready()),
+            Box::pin(self.cluster_role_bindings.wait_until_ready()),
+        ])
+        .await;
+    }
+}
+
+/// Runs one watch: keeps its store current (without `managedFields`), reports
+/// its health, and routes every added, changed or deleted object.
+fn drive<K, S, F>(
+    stream: S,
+    writer: reflector::store::Writer<K>,
+    health: WatchHealth,
+    route: F,
+) -> Drivers
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+    F: Fn(&K) + Send + Sync + 'static,
+{
+    Box::pin(async move {
+        stream
+            .default_backoff()
+            .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+            .reflect(writer)
+            .for_each(|event| {
+                match event {
+                    Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) | Ok(Event::InitApply(obj)) => {
+                        route(&obj)
+                    }
+                    Ok(Event::InitDone) => health.synced(),
+                    Ok(Event::Init) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "watch failed; retrying");
+                        health.failed();
+                    }
+                }
+                future::ready(())
+            })
+            .await;
+    })
+}
