@@ -48,7 +48,10 @@ async fn rbac_is_enforced_for_the_bound_user_only() {
     // And not only the review: a real request as mallory is forbidden.
     let as_mallory: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(mallory, &ns);
     let err = as_mallory.list(&Default::default()).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 403), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -81,18 +84,22 @@ async fn controller_manager_fills_aggregated_cluster_roles() {
         .await
         .unwrap();
     let name = format!("{label}-aggregate");
-    support::wait_for("the aggregated role to receive its rules", Duration::from_secs(30), || {
-        let roles = roles.clone();
-        let name = name.clone();
-        async move {
-            let role = roles.get(&name).await.ok()?;
-            let rules = role.rules.unwrap_or_default();
-            rules
-                .iter()
-                .any(|r| r.resources.as_deref() == Some(&["configmaps".to_string()][..]))
-                .then_some(())
-        }
-    })
+    support::wait_for(
+        "the aggregated role to receive its rules",
+        Duration::from_secs(30),
+        || {
+            let roles = roles.clone();
+            let name = name.clone();
+            async move {
+                let role = roles.get(&name).await.ok()?;
+                let rules = role.rules.unwrap_or_default();
+                rules
+                    .iter()
+                    .any(|r| r.resources.as_deref() == Some(&["configmaps".to_string()][..]))
+                    .then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -117,16 +124,23 @@ async fn namespace_deletion_completes() {
     )
     .await
     .unwrap();
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
-    support::wait_for("the namespace to disappear", Duration::from_secs(60), || {
-        let namespaces = namespaces.clone();
-        let ns = ns.clone();
-        async move {
-            match namespaces.get_opt(&ns).await {
-                Ok(None) => Some(()),
-                _ => None,
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(
+        "the namespace to disappear",
+        Duration::from_secs(60),
+        || {
+            let namespaces = namespaces.clone();
+            let ns = ns.clone();
+            async move {
+                match namespaces.get_opt(&ns).await {
+                    Ok(None) => Some(()),
+                    _ => None,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }

@@ -9,6 +9,8 @@
 //! existing cluster instead.
 #![allow(dead_code)]
 
+pub mod operator;
+
 use std::future::Future;
 
 use serde::Deserialize;
@@ -184,38 +186,169 @@ where
     })
 }
 
-/// Installs what the project ships (CRDs, and every install manifest that
-/// exists) into the plane, as the admin, and waits until the CRDs are served.
+/// Installs what the project ships (the CRDs, then every manifest under
+/// `deploy/`: the built-in roles, the operator's RBAC, the admission
+/// policies), as the admin, and waits until the CRDs are served.
 async fn install(plane: &ControlPlane) {
     let client = plane.admin().await;
-    let crds = repo_root().join("crds");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&crds)
+    let crds = yaml_files(&repo_root().join("crds"));
+    for file in crds
+        .iter()
+        .chain(yaml_files(&repo_root().join("deploy")).iter())
+    {
+        let text = std::fs::read_to_string(file).expect("read manifest");
+        apply_yaml(&client, &text).await;
+    }
+    wait_for_aggregated_roles(&client).await;
+    for file in &crds {
+        let text = std::fs::read_to_string(file).expect("read CRD file");
+        let crd: serde_yaml::Value = serde_yaml::from_str(&text).expect("CRD yaml");
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .expect("CRD name")
+            .to_string();
+        let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        wait_for(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Waits until the controller-manager has filled every aggregated workspace
+/// role, down to the end of the chain (Owner holds what Viewer holds).
+async fn wait_for_aggregated_roles(client: &Client) {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let api: Api<ClusterRole> = Api::all(client.clone());
+    for (role, resource) in [
+        ("workspaces:viewer", "pods"),
+        ("workspaces:runner", "pods"),
+        ("workspaces:developer", "pods"),
+        ("workspaces:owner", "pods"),
+        ("workspaces:owner", "workspacemembers"),
+        ("workspaces:worker", "pods"),
+    ] {
+        let api = api.clone();
+        let what = format!("{role} to aggregate the rules for {resource}");
+        wait_for(&what, Duration::from_secs(60), move || {
+            let api = api.clone();
+            async move {
+                let role = match api.get_opt(role).await {
+                    Ok(Some(role)) => role,
+                    // Not shipped (yet): nothing to wait for.
+                    Ok(None) => return Some(()),
+                    Err(_) => return None,
+                };
+                role.rules
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| r.resources.iter().flatten().any(|x| x == resource))
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// The `.yaml` files of a directory, sorted; none when it does not exist.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
     files.sort();
-    for file in &files {
-        let text = std::fs::read_to_string(file).expect("read CRD file");
-        apply_yaml(&client, &text).await;
+    files
+}
+
+/// A position in the API server's audit log; requests after it can be listed.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditMark(u64);
+
+/// One request from the audit log.
+#[derive(Clone, Debug)]
+pub struct AuditedRequest {
+    pub verb: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+    pub code: i64,
+}
+
+impl std::fmt::Display for AuditedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if !self.subresource.is_empty() {
+            write!(f, "/{}", self.subresource)?;
+        }
+        write!(f, " {}/{} -> {}", self.namespace, self.name, self.code)
     }
-    for file in &files {
-        let text = std::fs::read_to_string(file).expect("read CRD file");
-        let crd: serde_yaml::Value = serde_yaml::from_str(&text).expect("CRD yaml");
-        let name = crd["metadata"]["name"].as_str().expect("CRD name").to_string();
-        let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client.clone());
-        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                let established = crd.status?.conditions?.iter().any(|c| {
-                    c.type_ == "Established" && c.status == "True"
-                });
-                established.then_some(())
-            }
-        })
-        .await;
+}
+
+impl ControlPlane {
+    /// The current end of the audit log.
+    pub fn audit_mark(&self) -> AuditMark {
+        let log = self
+            .audit_log()
+            .expect("the audit log exists only on the local control plane");
+        AuditMark(std::fs::metadata(log).map(|m| m.len()).unwrap_or(0))
+    }
+
+    /// Every completed request `user` made after `mark`.
+    pub fn requests_since(&self, mark: AuditMark, user: &str) -> Vec<AuditedRequest> {
+        use std::io::{Read, Seek, SeekFrom};
+        let log = self
+            .audit_log()
+            .expect("the audit log exists only on the local control plane");
+        let mut file = std::fs::File::open(log).expect("open audit log");
+        file.seek(SeekFrom::Start(mark.0)).expect("seek audit log");
+        let mut text = String::new();
+        file.read_to_string(&mut text).expect("read audit log");
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == user)
+            .map(|e| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                AuditedRequest {
+                    verb: s(&e["verb"]),
+                    resource: s(&e["objectRef"]["resource"]),
+                    subresource: s(&e["objectRef"]["subresource"]),
+                    namespace: s(&e["objectRef"]["namespace"]),
+                    name: s(&e["objectRef"]["name"]),
+                    code: e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// The writes (create, update, patch, delete) `user` made after `mark`,
+    /// leader-election Lease renewals excepted.
+    pub fn writes_since(&self, mark: AuditMark, user: &str) -> Vec<AuditedRequest> {
+        self.requests_since(mark, user)
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.verb.as_str(),
+                    "create" | "update" | "patch" | "delete" | "deletecollection"
+                )
+            })
+            .filter(|r| r.resource != "leases")
+            .collect()
     }
 }
 
@@ -243,7 +376,8 @@ pub async fn try_apply_value(
     let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
     let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
     let name = obj.metadata.name.clone().expect("object has a name");
-    let api: Api<DynamicObject> = dynamic_api(client, &resource, &caps, obj.metadata.namespace.as_deref());
+    let api: Api<DynamicObject> =
+        dynamic_api(client, &resource, &caps, obj.metadata.namespace.as_deref());
     api.patch(
         &name,
         &PatchParams::apply(HARNESS_MANAGER).force(),
@@ -302,9 +436,10 @@ where
     }
 }
 
-/// Whether the client's own identity may perform `verb` on `resource`
-/// (`group/resource` or a core `resource`, optionally `resource/subresource`)
-/// in `namespace`, as the API server's authorizer answers it.
+/// Whether the client's own identity may perform `verb` on `resource`,
+/// written the way `kubectl auth can-i` takes it (`pods`, `pods/log`,
+/// `deployments.apps`, `workspaces.workspaces.dev`), in `namespace`, as the
+/// API server's authorizer answers it.
 pub async fn can_i(
     client: &Client,
     verb: &str,
@@ -312,14 +447,11 @@ pub async fn can_i(
     namespace: Option<&str>,
     name: Option<&str>,
 ) -> bool {
-    let (group, rest) = match resource.split_once('/') {
-        Some((g, r)) if g.contains('.') || g == "batch" || g == "apps" => (g, r),
-        _ => ("", resource),
-    };
-    let (res, sub) = match rest.split_once('/') {
+    let (resource, sub) = match resource.split_once('/') {
         Some((r, s)) => (r, Some(s.to_string())),
-        None => (rest, None),
+        None => (resource, None),
     };
+    let (res, group) = resource.split_once('.').unwrap_or((resource, ""));
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
@@ -378,12 +510,28 @@ impl Drop for FailureDump {
             }
         };
         eprintln!("==== state at failure ====");
-        kubectl(&["get", "workspaces.dev", "-o", "yaml"]);
+        kubectl(&[
+            "get",
+            "workspaces.workspaces.dev,organizations.workspaces.dev",
+            "-o",
+            "yaml",
+        ]);
         for ns in &self.namespaces {
-            kubectl(&["get", "all,rolebindings,configmaps,events", "-n", ns, "-o", "wide"]);
+            kubectl(&[
+                "get",
+                "all,rolebindings,configmaps,events",
+                "-n",
+                ns,
+                "-o",
+                "wide",
+            ]);
         }
         if let Some(dir) = plane.dir() {
-            for log in ["kube-apiserver.log", "kube-controller-manager.log", "operator.log"] {
+            for log in [
+                "kube-apiserver.log",
+                "kube-controller-manager.log",
+                "operator.log",
+            ] {
                 if let Ok(text) = std::fs::read_to_string(dir.join(log)) {
                     let tail: Vec<&str> = text.lines().rev().take(20).collect();
                     eprintln!("==== tail of {log} ====");

@@ -1,0 +1,231 @@
+//! Running the operator binary in the tests, as its own least-privilege
+//! identity: the `workspace-operator` ServiceAccount bound by
+//! `deploy/operator-rbac.yaml`, never the admin.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
+
+use super::{ControlPlane, plane, repo_root, run_blocking};
+
+/// Namespace the operator runs in.
+pub const OPERATOR_NAMESPACE: &str = "workspace-operator-system";
+/// The operator's ServiceAccount.
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "workspace-operator";
+/// The username the API server sees for the operator.
+pub const OPERATOR_USER: &str =
+    "system:serviceaccount:workspace-operator-system:workspace-operator";
+
+/// One running operator process.
+pub struct Operator {
+    /// The supervisor that stops the operator when the test binary exits.
+    supervisor: std::process::Child,
+    pidfile: PathBuf,
+    /// Where its logs go.
+    pub log: PathBuf,
+    /// Its `/metrics`, `/livez` and `/readyz` port on 127.0.0.1.
+    pub port: u16,
+}
+
+static SHARED: OnceLock<Operator> = OnceLock::new();
+
+/// The operator shared by every test of this binary, started on first use
+/// (after the control plane), and ready (all caches synced) when this returns.
+pub fn operator() -> &'static Operator {
+    SHARED.get_or_init(|| {
+        let op = Operator::start(&[]);
+        op.wait_ready(Duration::from_secs(60));
+        op
+    })
+}
+
+fn workdir(plane: &ControlPlane) -> PathBuf {
+    plane.dir().map(PathBuf::from).unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("workspace-operator-tests-{}", std::process::id()))
+    })
+}
+
+/// A kubeconfig holding a fresh token of the operator's ServiceAccount.
+fn operator_kubeconfig(plane: &ControlPlane) -> PathBuf {
+    let path = workdir(plane).join("operator.kubeconfig");
+    if path.exists() {
+        return path;
+    }
+    let token = run_blocking(async {
+        let admin = plane.admin().await;
+        let api: Api<ServiceAccount> = Api::namespaced(admin, OPERATOR_NAMESPACE);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(24 * 3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        api.create_token_request(OPERATOR_SERVICE_ACCOUNT, &PostParams::default(), &request)
+            .await
+            .expect("a token for the operator's ServiceAccount")
+            .status
+            .expect("token status")
+            .token
+    });
+    let admin: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(plane.kubeconfig()).expect("read kubeconfig"),
+    )
+    .expect("kubeconfig");
+    let cluster = admin["clusters"][0]["cluster"].clone();
+    let config = serde_yaml::to_string(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": serde_json::to_value(cluster).expect("cluster")}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": "operator"}}],
+        "current-context": "operator",
+    }))
+    .expect("kubeconfig yaml");
+    std::fs::create_dir_all(workdir(plane)).expect("workdir");
+    std::fs::write(&path, config).expect("write operator kubeconfig");
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Operator {
+    /// Starts another operator process with `extra` arguments after `run`.
+    pub fn start(extra: &[&str]) -> Operator {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let plane = plane();
+        let kubeconfig = operator_kubeconfig(plane);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = workdir(plane);
+        let log = dir.join(format!("operator-{n}.log"));
+        let pidfile = dir.join(format!("operator-{n}.pid"));
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let supervisor = Command::new("bash")
+            .arg(repo_root().join("tests/controlplane/supervise.sh"))
+            .arg(std::process::id().to_string())
+            .arg(&pidfile)
+            .arg(&log)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_workspace-operator"))
+            .arg("run")
+            .arg("--metrics-addr")
+            .arg(&metrics_addr)
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,workspace_operator=debug,kube=warn")
+            .env("HOSTNAME", format!("operator-{n}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the operator");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pidfile.exists() {
+            assert!(Instant::now() < deadline, "the operator did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Operator {
+            supervisor,
+            pidfile,
+            log,
+            port,
+        }
+    }
+
+    /// Whether the supervisor (and so the operator) has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.supervisor.try_wait(), Ok(Some(_)))
+    }
+
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("operator pid")
+    }
+
+    /// GETs `path` from the operator's HTTP server: `(status code, body)`.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.get("/readyz"), Some((200, _)))
+    }
+
+    /// Waits until `/readyz` answers 200; panics with the log tail otherwise.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.is_ready() {
+            if Instant::now() > deadline {
+                panic!(
+                    "the operator is not ready after {timeout:?}; log:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Kills the process with SIGKILL (no cleanup, no lease release).
+    pub fn kill9(&self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Stops the process with SIGTERM (graceful: releases the lease).
+    pub fn stop(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&self) -> bool {
+        Command::new("kill")
+            .arg("-0")
+            .arg(self.pid().to_string())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}

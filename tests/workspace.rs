@@ -1,0 +1,640 @@
+//! Workspaces as a platform team uses them: created with `kubectl apply`,
+//! provisioned by the operator (running as its own least-privilege identity),
+//! checked as the users themselves.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use workspace_operator::api::Workspace;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn setup() -> Client {
+    let plane = support::plane();
+    support::operator::operator();
+    plane.admin().await
+}
+
+async fn create(client: &Client, value: serde_json::Value) {
+    support::try_apply_value(client, serde_json::from_value(value).expect("yaml value"))
+        .await
+        .expect("object accepted");
+}
+
+fn workspace(
+    name: &str,
+    owner_kind: &str,
+    owner: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = json!({"owner": {"kind": owner_kind, "name": owner}});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name}, "spec": spec})
+}
+
+fn organization(name: &str, admins: &[&str], limit: Option<i32>) -> serde_json::Value {
+    let admins: Vec<_> = admins
+        .iter()
+        .map(|a| json!({"kind": "User", "name": a}))
+        .collect();
+    let mut spec = json!({"displayName": name, "admins": admins});
+    if let Some(limit) = limit {
+        spec["limits"] = json!({"workspaces": limit});
+    }
+    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization", "metadata": {"name": name}, "spec": spec})
+}
+
+fn ready(ws: &Workspace) -> Option<(String, String)> {
+    let c = ws
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until the Workspace's Ready condition has `status` and `reason`.
+async fn wait_ready(client: &Client, name: &str, status: &str, reason: &str) -> Workspace {
+    let api: Api<Workspace> = Api::all(client.clone());
+    let what = format!("workspace {name} to be Ready={status} ({reason})");
+    support::wait_for(&what, TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let ws = api.get(name).await.ok()?;
+            (ready(&ws) == Some((status.to_string(), reason.to_string()))).then_some(ws)
+        }
+    })
+    .await
+}
+
+async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    support::wait_for(&format!("{name} to be gone"), TIMEOUT, || async move {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await;
+}
+
+async fn can(user: &str, verb: &str, resource: &str, ns: Option<&str>, name: Option<&str>) -> bool {
+    let client = support::plane().client_as(user, &[]).await;
+    support::can_i(&client, verb, resource, ns, name).await
+}
+
+#[tokio::test]
+async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
+    let admin = setup().await;
+    let name = support::unique("personal");
+    let owner = format!("{name}@example.com");
+    let _dump = support::dump_on_failure(&[&name]);
+    create(
+        &admin,
+        workspace(&name, "User", &owner, json!({"description": "my flows"})),
+    )
+    .await;
+
+    let ws = wait_ready(&admin, &name, "True", "Provisioned").await;
+    let status = ws.status.expect("status");
+    assert_eq!(status.namespace.as_deref(), Some(name.as_str()));
+    assert_eq!(status.handle.as_deref(), Some(name.as_str()));
+    assert_eq!(status.observed_generation, ws.metadata.generation);
+    for t in ["Ready", "NamespaceReady", "AccessReady"] {
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True"),
+            "{t} is not True"
+        );
+    }
+
+    let ns: Api<Namespace> = Api::all(admin.clone());
+    let ns = ns.get(&name).await.expect("namespace exists");
+    assert_eq!(ns.labels().get("workspaces.dev/workspace"), Some(&name));
+    assert_eq!(
+        ns.annotations().get("workspaces.dev/workspace-uid"),
+        ws.metadata.uid.as_ref()
+    );
+    // An e-mail is not a valid label value: the owner is recorded as an annotation.
+    assert_eq!(ns.annotations().get("workspaces.dev/owner"), Some(&owner));
+    assert_eq!(
+        ns.labels()
+            .get("workspaces.dev/owner-kind")
+            .map(String::as_str),
+        Some("User")
+    );
+
+    // The owner holds Owner in the namespace and may edit and delete the Workspace.
+    assert!(
+        can(
+            &owner,
+            "create",
+            "workspacemembers.workspaces.dev",
+            Some(&name),
+            None
+        )
+        .await
+    );
+    assert!(can(&owner, "create", "secrets", Some(&name), None).await);
+    assert!(
+        can(
+            &owner,
+            "delete",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
+    assert!(
+        can(
+            &owner,
+            "get",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
+    // Someone else has nothing.
+    let stranger = format!("stranger-{name}@example.com");
+    assert!(!can(&stranger, "list", "pods", Some(&name), None).await);
+    assert!(
+        !can(
+            &stranger,
+            "get",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
+    // And the owner has nothing on another workspace.
+    assert!(
+        !can(
+            &owner,
+            "get",
+            "workspaces.workspaces.dev",
+            None,
+            Some("some-other-workspace")
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
+    let admin = setup().await;
+    let org = support::unique("acme");
+    let name = support::unique("org-ws");
+    let (alice, carol) = (format!("alice@{org}.io"), format!("carol@{org}.io"));
+    let _dump = support::dump_on_failure(&[&name]);
+    create(&admin, organization(&org, &[&alice, &carol], None)).await;
+    create(
+        &admin,
+        workspace(&name, "Organization", &org, json!({"handle": "prod"})),
+    )
+    .await;
+    let ws = wait_ready(&admin, &name, "True", "Provisioned").await;
+    assert_eq!(ws.status.unwrap().handle.as_deref(), Some("prod"));
+    for user in [&alice, &carol] {
+        assert!(
+            can(user, "create", "deployments.apps", Some(&name), None).await,
+            "{user}"
+        );
+        assert!(
+            can(
+                user,
+                "delete",
+                "workspaces.workspaces.dev",
+                None,
+                Some(&name)
+            )
+            .await,
+            "{user}"
+        );
+    }
+
+    create(&admin, organization(&org, &[&alice], None)).await;
+    support::wait_for("carol to lose access", TIMEOUT, || async {
+        (!can(&carol, "list", "pods", Some(&name), None).await).then_some(())
+    })
+    .await;
+    assert!(
+        !can(
+            &carol,
+            "get",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
+    assert!(can(&alice, "list", "pods", Some(&name), None).await);
+}
+
+#[tokio::test]
+async fn missing_organization_is_reported_and_provisioning_follows_its_creation() {
+    let admin = setup().await;
+    let org = support::unique("later");
+    let name = support::unique("orphan");
+    create(&admin, workspace(&name, "Organization", &org, json!({}))).await;
+    wait_ready(&admin, &name, "False", "OrganizationNotFound").await;
+    let ns: Api<Namespace> = Api::all(admin.clone());
+    assert!(
+        ns.get_opt(&name).await.unwrap().is_none(),
+        "nothing is provisioned"
+    );
+    create(&admin, organization(&org, &["dana@example.com"], None)).await;
+    wait_ready(&admin, &name, "True", "Provisioned").await;
+}
+
+#[tokio::test]
+async fn second_workspace_with_the_same_handle_reports_handle_conflict() {
+    let admin = setup().await;
+    let owner = format!("{}@example.com", support::unique("handles"));
+    let first = support::unique("hc-first");
+    let second = support::unique("hc-second");
+    create(
+        &admin,
+        workspace(&first, "User", &owner, json!({"handle": "prod"})),
+    )
+    .await;
+    wait_ready(&admin, &first, "True", "Provisioned").await;
+    create(
+        &admin,
+        workspace(&second, "User", &owner, json!({"handle": "prod"})),
+    )
+    .await;
+    let ws = wait_ready(&admin, &second, "False", "HandleConflict").await;
+    assert!(
+        ws.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+    let ns: Api<Namespace> = Api::all(admin.clone());
+    assert!(
+        ns.get_opt(&second).await.unwrap().is_none(),
+        "the loser is not provisioned"
+    );
+
+    // Another owner may use the same handle.
+    let other = support::unique("hc-other");
+    create(
+        &admin,
+        workspace(
+            &other,
+            "User",
+            "someone-else@example.com",
+            json!({"handle": "prod"}),
+        ),
+    )
+    .await;
+    wait_ready(&admin, &other, "True", "Provisioned").await;
+
+    // Freeing the handle lets the second one in.
+    Api::<Workspace>::all(admin.clone())
+        .delete(&first, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_ready(&admin, &second, "True", "Provisioned").await;
+}
+
+#[tokio::test]
+async fn organization_limit_blocks_the_newest_and_freeing_a_slot_provisions_it() {
+    let admin = setup().await;
+    let org = support::unique("limited");
+    create(&admin, organization(&org, &["erin@example.com"], Some(1))).await;
+    let first = support::unique("lim-a");
+    let second = support::unique("lim-b");
+    create(&admin, workspace(&first, "Organization", &org, json!({}))).await;
+    wait_ready(&admin, &first, "True", "Provisioned").await;
+    create(&admin, workspace(&second, "Organization", &org, json!({}))).await;
+    wait_ready(&admin, &second, "False", "WorkspaceLimitExceeded").await;
+
+    // Lowering the limit never tears down what exists.
+    create(&admin, organization(&org, &["erin@example.com"], Some(0))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_ready(&admin, &first, "True", "Provisioned").await;
+
+    // Raising it provisions the waiting one.
+    create(&admin, organization(&org, &["erin@example.com"], Some(2))).await;
+    wait_ready(&admin, &second, "True", "Provisioned").await;
+}
+
+#[tokio::test]
+async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption() {
+    let admin = setup().await;
+    let name = support::unique("taken");
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name, "labels": {"team": "x"}}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &name);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "precious"}, "data": {"k": "v"}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let owner = format!("{name}@example.com");
+    create(&admin, workspace(&name, "User", &owner, json!({}))).await;
+    wait_ready(&admin, &name, "False", "NamespaceConflict").await;
+    let ns = namespaces.get(&name).await.unwrap();
+    assert!(
+        ns.labels().get("workspaces.dev/workspace").is_none(),
+        "the namespace was not touched"
+    );
+    assert!(!can(&owner, "list", "pods", Some(&name), None).await);
+
+    // A cluster admin allows adoption.
+    namespaces
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"workspaces.dev/adopt": name}}})),
+        )
+        .await
+        .unwrap();
+    wait_ready(&admin, &name, "True", "Provisioned").await;
+    assert!(can(&owner, "list", "pods", Some(&name), None).await);
+
+    // An adopted namespace is retained even with deletionPolicy Delete.
+    Api::<Workspace>::all(admin.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&Api::<Workspace>::all(admin.clone()), &name).await;
+    let ns = namespaces.get(&name).await.expect("adopted namespace kept");
+    assert!(ns.metadata.deletion_timestamp.is_none());
+    assert_eq!(ns.labels().get("team").map(String::as_str), Some("x"));
+    assert!(
+        ns.labels().get("workspaces.dev/workspace").is_none(),
+        "the operator's labels are removed"
+    );
+    assert!(cms.get_opt("precious").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_gone() {
+    let admin = setup().await;
+    let name = support::unique("doomed");
+    let owner = format!("{name}@example.com");
+    create(
+        &admin,
+        workspace(&name, "User", &owner, json!({"deletionPolicy": "Delete"})),
+    )
+    .await;
+    wait_ready(&admin, &name, "True", "Provisioned").await;
+    // A finalizer on a ConfigMap holds the namespace in Terminating, so the
+    // Workspace's wait is observable.
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &name);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "held", "finalizers": ["test.workspaces.dev/hold"]}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let workspaces: Api<Workspace> = Api::all(admin.clone());
+    workspaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let ws = wait_ready(&admin, &name, "False", "Deleting").await;
+    assert_eq!(
+        ws.status
+            .unwrap()
+            .phase
+            .map(|p| format!("{p:?}"))
+            .as_deref(),
+        Some("Terminating")
+    );
+    // Still there, and the owner may still read the Workspace object.
+    assert!(
+        can(
+            &owner,
+            "get",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
+
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_gone(&Api::<Namespace>::all(admin.clone()), &name).await;
+    wait_gone(&workspaces, &name).await;
+    let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    assert!(
+        crbs.get_opt(&format!("workspaces.dev:workspace:{name}:owner"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !can(
+            &owner,
+            "get",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn retain_policy_keeps_the_namespace_and_its_contents() {
+    let admin = setup().await;
+    let name = support::unique("kept");
+    let owner = format!("{name}@example.com");
+    create(
+        &admin,
+        workspace(&name, "User", &owner, json!({"deletionPolicy": "Retain"})),
+    )
+    .await;
+    wait_ready(&admin, &name, "True", "Provisioned").await;
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &name);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "history"}, "data": {"run": "42"}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let workspaces: Api<Workspace> = Api::all(admin.clone());
+    workspaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&workspaces, &name).await;
+
+    let ns = Api::<Namespace>::all(admin.clone())
+        .get(&name)
+        .await
+        .expect("namespace kept");
+    assert!(ns.metadata.deletion_timestamp.is_none());
+    assert!(
+        ns.labels()
+            .keys()
+            .all(|k| !k.starts_with("workspaces.dev/")),
+        "labels removed: {:?}",
+        ns.labels()
+    );
+    assert!(
+        ns.annotations()
+            .keys()
+            .all(|k| !k.starts_with("workspaces.dev/"))
+    );
+    assert_eq!(
+        cms.get("history")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .get("run")
+            .map(String::as_str),
+        Some("42")
+    );
+    let rbs: Api<RoleBinding> = Api::namespaced(admin.clone(), &name);
+    assert!(
+        rbs.get_opt("workspaces.dev:owner").await.unwrap().is_none(),
+        "owner binding removed"
+    );
+    assert!(!can(&owner, "list", "pods", Some(&name), None).await);
+}
+
+#[tokio::test]
+async fn workspace_whose_namespace_never_existed_deletes_cleanly() {
+    let admin = setup().await;
+    let name = support::unique("never");
+    // Blocked: its organization does not exist, so nothing was provisioned.
+    create(
+        &admin,
+        workspace(&name, "Organization", &support::unique("ghost"), json!({})),
+    )
+    .await;
+    wait_ready(&admin, &name, "False", "OrganizationNotFound").await;
+    let workspaces: Api<Workspace> = Api::all(admin.clone());
+    workspaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&workspaces, &name).await;
+}
+
+#[tokio::test]
+async fn deleted_binding_and_edited_label_are_repaired() {
+    let admin = setup().await;
+    let name = support::unique("drift");
+    let owner = format!("{name}@example.com");
+    create(&admin, workspace(&name, "User", &owner, json!({}))).await;
+    wait_ready(&admin, &name, "True", "Provisioned").await;
+
+    let rbs: Api<RoleBinding> = Api::namespaced(admin.clone(), &name);
+    rbs.delete("workspaces.dev:owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for("the owner binding to come back", TIMEOUT, || async {
+        rbs.get_opt("workspaces.dev:owner")
+            .await
+            .ok()
+            .flatten()
+            .map(|_| ())
+    })
+    .await;
+    assert!(can(&owner, "list", "pods", Some(&name), None).await);
+
+    // A subject slipped into the owner binding is removed again.
+    rbs.patch(
+        "workspaces.dev:owner",
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(json!([{"op": "add", "path": "/subjects/-", "value": {"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}}])).unwrap()),
+    )
+    .await
+    .unwrap();
+    support::wait_for(
+        "mallory to be removed from the owner binding",
+        TIMEOUT,
+        || async {
+            let rb = rbs.get("workspaces.dev:owner").await.ok()?;
+            (!rb.subjects
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s.name == "mallory"))
+            .then_some(())
+        },
+    )
+    .await;
+
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    namespaces
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"workspaces.dev/workspace": "someone-else"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    support::wait_for("the workspace label to be restored", TIMEOUT, || async {
+        let ns = namespaces.get(&name).await.ok()?;
+        (ns.labels().get("workspaces.dev/workspace") == Some(&name)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn namespace_never_inherits_gitops_tracking_labels() {
+    let admin = setup().await;
+    let name = support::unique("gitops");
+    let mut ws = workspace(&name, "User", "flux@example.com", json!({}));
+    ws["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "platform", "kustomize.toolkit.fluxcd.io/name": "tenants"});
+    ws["metadata"]["annotations"] =
+        json!({"argocd.argoproj.io/tracking-id": "platform:workspaces.dev/Workspace:/x"});
+    create(&admin, ws).await;
+    wait_ready(&admin, &name, "True", "Provisioned").await;
+    let ns = Api::<Namespace>::all(admin.clone())
+        .get(&name)
+        .await
+        .unwrap();
+    for key in ns.labels().keys().chain(ns.annotations().keys()) {
+        assert!(
+            !key.contains("argocd")
+                && !key.contains("fluxcd")
+                && key != "app.kubernetes.io/instance",
+            "{key}"
+        );
+    }
+}
