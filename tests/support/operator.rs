@@ -229,3 +229,11 @@ impl Operator {
             .is_ok_and(|s| s.success())
     }
 }
+
+impl Drop for Operator {
+    /// An operator a test started stops with the test, even when it panics.
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.supervisor.wait();
+    }
+}

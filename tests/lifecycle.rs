@@ -1,0 +1,217 @@
+//! The operator as a process: it stays out of the API server's way once the
+//! cluster has converged (zero writes, also across a restart), exposes
+//! metrics and health, and runs as two replicas with one leader.
+//!
+//! These tests start and kill their own operator processes, so they live in a
+//! binary of their own (with its own control plane) and run one at a time.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use support::operator::{OPERATOR_NAMESPACE, OPERATOR_USER, Operator};
+use tokio::sync::Mutex;
+use workspace_operator::api::Workspace;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The tests of this binary each own the operator processes; one at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+async fn apply(client: &Client, value: serde_json::Value) {
+    support::try_apply_value(client, serde_json::from_value(value).expect("value"))
+        .await
+        .expect("object accepted");
+}
+
+/// The value of a counter or gauge (summed over its label sets) in `/metrics`.
+fn metric(op: &Operator, name: &str, labels: &str) -> Option<f64> {
+    let (code, body) = op.get("/metrics")?;
+    if code != 200 {
+        return None;
+    }
+    let sum = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Some(sum)
+}
+
+fn reconciles(op: &Operator) -> f64 {
+    metric(op, "workspace_operator_reconciles_total", "controller=\"workspace\"").unwrap_or(0.0)
+}
+
+async fn wait_all_ready(client: &Client, names: &[String]) {
+    let api: Api<Workspace> = Api::all(client.clone());
+    for name in names {
+        support::wait_for(&format!("{name} Ready"), TIMEOUT, || {
+            let api = api.clone();
+            async move {
+                let ws = api.get(name).await.ok()?;
+                ws.status?
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// Creates an organization and a mix of personal and organization workspaces.
+async fn create_workspaces(client: &Client, prefix: &str, n: usize) -> Vec<String> {
+    let org = support::unique(&format!("{prefix}-org"));
+    apply(
+        client,
+        json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization", "metadata": {"name": org},
+               "spec": {"admins": [{"kind": "User", "name": "admin@example.com"}, {"kind": "Group", "name": "ops"}]}}),
+    )
+    .await;
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = support::unique(prefix);
+        let owner = if i % 2 == 0 {
+            json!({"kind": "User", "name": format!("user{i}@example.com")})
+        } else {
+            json!({"kind": "Organization", "name": org})
+        };
+        apply(
+            client,
+            json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name},
+                   "spec": {"owner": owner}}),
+        )
+        .await;
+        names.push(name);
+    }
+    names
+}
+
+fn describe(writes: &[support::AuditedRequest]) -> String {
+    writes.iter().map(|w| format!("\n  {w}")).collect()
+}
+
+#[tokio::test]
+async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let first = Operator::start(&[]);
+    first.wait_ready(TIMEOUT);
+    let names = create_workspaces(&admin, "quiet", 6).await;
+    wait_all_ready(&admin, &names).await;
+
+    // Make the operator look at every workspace again (an edit it does not
+    // own), wait until it has, and count what it wrote meanwhile.
+    let before = reconciles(&first);
+    let mark = plane.audit_mark();
+    let api: Api<Workspace> = Api::all(admin.clone());
+    for name in &names {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "blue"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    support::wait_for("the operator to reconcile every workspace again", TIMEOUT, || async {
+        (reconciles(&first) >= before + names.len() as f64).then_some(())
+    })
+    .await;
+    let writes = plane.writes_since(mark, OPERATOR_USER);
+    assert!(writes.is_empty(), "a converged operator wrote:{}", describe(&writes));
+
+    // kill -9 and start again: it re-reads everything and writes nothing.
+    first.kill9();
+    let mark = plane.audit_mark();
+    let second = Operator::start(&[]);
+    support::wait_for("the restarted operator to re-verify every workspace", TIMEOUT, || async {
+        (reconciles(&second) >= names.len() as f64).then_some(())
+    })
+    .await;
+    let writes = plane.writes_since(mark, OPERATOR_USER);
+    assert!(writes.is_empty(), "a restarted operator wrote:{}", describe(&writes));
+    let requests: Vec<_> = plane
+        .requests_since(mark, OPERATOR_USER)
+        .into_iter()
+        .filter(|r| r.resource != "leases")
+        .collect();
+    assert!(
+        requests.iter().all(|r| matches!(r.verb.as_str(), "list" | "watch")),
+        "only reads after a restart: {}",
+        describe(&requests)
+    );
+    second.stop();
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let a = Operator::start(&[]);
+    let b = Operator::start(&[]);
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+
+    let is_leader = |op: &Operator| metric(op, "workspace_operator_leader", "") == Some(1.0);
+    let leader_is_a = support::wait_for("one replica to lead", TIMEOUT, || async {
+        match (is_leader(&a), is_leader(&b)) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    })
+    .await;
+    let (leader, standby) = if leader_is_a { (&a, &b) } else { (&b, &a) };
+    // Both serve health; only the leader reconciles.
+    assert!(leader.is_ready() && standby.is_ready());
+    let lease = leases.get("workspace-operator").await.expect("the Lease exists");
+    let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+    assert!(!holder.is_empty(), "the Lease names its holder");
+
+    let names = create_workspaces(&admin, "led", 2).await;
+    wait_all_ready(&admin, &names).await;
+    assert_eq!(reconciles(standby), 0.0, "the standby does not reconcile");
+
+    // The leader steps down (graceful stop releases the Lease); the standby leads.
+    leader.stop();
+    support::wait_for("the standby to take over", TIMEOUT, || async { is_leader(standby).then_some(()) }).await;
+    let more = create_workspaces(&admin, "after", 1).await;
+    wait_all_ready(&admin, &more).await;
+    let lease = leases.get("workspace-operator").await.unwrap();
+    assert_ne!(lease.spec.and_then(|s| s.holder_identity).unwrap_or_default(), holder);
+    standby.stop();
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints_tell_the_truth() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let op = Operator::start(&[]);
+    op.wait_ready(TIMEOUT);
+    assert!(matches!(op.get("/livez"), Some((200, _))));
+    let names = create_workspaces(&admin, "metered", 1).await;
+    wait_all_ready(&admin, &names).await;
+    let (code, body) = op.get("/metrics").expect("metrics answer");
+    assert_eq!(code, 200);
+    for series in [
+        "workspace_operator_reconciles_total",
+        "workspace_operator_reconcile_duration_seconds",
+        "workspace_operator_writes_total",
+    ] {
+        assert!(body.contains(series), "{series} missing from /metrics");
+    }
+    // No object names in metric labels.
+    assert!(!body.contains(&names[0]), "metrics must not carry object names");
+    let ws: Api<Workspace> = Api::all(admin);
+    assert!(ws.get(&names[0]).await.unwrap().uid().is_some());
+    op.stop();
+}
