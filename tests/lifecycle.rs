@@ -44,7 +44,12 @@ fn metric(op: &Operator, name: &str, labels: &str) -> Option<f64> {
 }
 
 fn reconciles(op: &Operator) -> f64 {
-    metric(op, "workspace_operator_reconciles_total", "controller=\"workspace\"").unwrap_or(0.0)
+    metric(
+        op,
+        "workspace_operator_reconciles_total",
+        "controller=\"workspace\"",
+    )
+    .unwrap_or(0.0)
 }
 
 async fn wait_all_ready(client: &Client, names: &[String]) {
@@ -121,30 +126,44 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
         .await
         .unwrap();
     }
-    support::wait_for("the operator to reconcile every workspace again", TIMEOUT, || async {
-        (reconciles(&first) >= before + names.len() as f64).then_some(())
-    })
+    support::wait_for(
+        "the operator to reconcile every workspace again",
+        TIMEOUT,
+        || async { (reconciles(&first) >= before + names.len() as f64).then_some(()) },
+    )
     .await;
     let writes = plane.writes_since(mark, OPERATOR_USER);
-    assert!(writes.is_empty(), "a converged operator wrote:{}", describe(&writes));
+    assert!(
+        writes.is_empty(),
+        "a converged operator wrote:{}",
+        describe(&writes)
+    );
 
     // kill -9 and start again: it re-reads everything and writes nothing.
     first.kill9();
     let mark = plane.audit_mark();
     let second = Operator::start(&[]);
-    support::wait_for("the restarted operator to re-verify every workspace", TIMEOUT, || async {
-        (reconciles(&second) >= names.len() as f64).then_some(())
-    })
+    support::wait_for(
+        "the restarted operator to re-verify every workspace",
+        TIMEOUT,
+        || async { (reconciles(&second) >= names.len() as f64).then_some(()) },
+    )
     .await;
     let writes = plane.writes_since(mark, OPERATOR_USER);
-    assert!(writes.is_empty(), "a restarted operator wrote:{}", describe(&writes));
+    assert!(
+        writes.is_empty(),
+        "a restarted operator wrote:{}",
+        describe(&writes)
+    );
     let requests: Vec<_> = plane
         .requests_since(mark, OPERATOR_USER)
         .into_iter()
         .filter(|r| r.resource != "leases")
         .collect();
     assert!(
-        requests.iter().all(|r| matches!(r.verb.as_str(), "list" | "watch")),
+        requests
+            .iter()
+            .all(|r| matches!(r.verb.as_str(), "list" | "watch")),
         "only reads after a restart: {}",
         describe(&requests)
     );
@@ -170,10 +189,19 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
     })
     .await;
     let (leader, standby) = if leader_is_a { (&a, &b) } else { (&b, &a) };
-    // Both serve health; only the leader reconciles.
-    assert!(leader.is_ready() && standby.is_ready());
-    let lease = leases.get("workspace-operator").await.expect("the Lease exists");
-    let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+    // Both serve health (a standby is ready too); only the leader reconciles.
+    support::wait_for("both replicas to be ready", TIMEOUT, || async {
+        (leader.is_ready() && standby.is_ready()).then_some(())
+    })
+    .await;
+    let lease = leases
+        .get("workspace-operator")
+        .await
+        .expect("the Lease exists");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
     assert!(!holder.is_empty(), "the Lease names its holder");
 
     let names = create_workspaces(&admin, "led", 2).await;
@@ -182,11 +210,20 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
 
     // The leader steps down (graceful stop releases the Lease); the standby leads.
     leader.stop();
-    support::wait_for("the standby to take over", TIMEOUT, || async { is_leader(standby).then_some(()) }).await;
+    support::wait_for("the standby to take over", TIMEOUT, || async {
+        is_leader(standby).then_some(())
+    })
+    .await;
     let more = create_workspaces(&admin, "after", 1).await;
     wait_all_ready(&admin, &more).await;
     let lease = leases.get("workspace-operator").await.unwrap();
-    assert_ne!(lease.spec.and_then(|s| s.holder_identity).unwrap_or_default(), holder);
+    assert_ne!(
+        lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default(),
+        holder
+    );
     standby.stop();
 }
 
@@ -210,7 +247,10 @@ async fn metrics_and_health_endpoints_tell_the_truth() {
         assert!(body.contains(series), "{series} missing from /metrics");
     }
     // No object names in metric labels.
-    assert!(!body.contains(&names[0]), "metrics must not carry object names");
+    assert!(
+        !body.contains(&names[0]),
+        "metrics must not carry object names"
+    );
     let ws: Api<Workspace> = Api::all(admin);
     assert!(ws.get(&names[0]).await.unwrap().uid().is_some());
     op.stop();
