@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod labels;
+pub mod member;
 pub mod workspace;
 pub mod world;
 
@@ -62,8 +63,10 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
         recorder,
     });
     let workspaces = workspace::run(ctx.clone(), triggers.workspaces);
+    let members = member::run(ctx.clone(), triggers.members);
     tokio::select! {
         _ = drivers => tracing::error!("a watch stopped"),
         _ = workspaces => tracing::error!("the workspace controller stopped"),
+        _ = members => tracing::error!("the member controller stopped"),
     }
 }

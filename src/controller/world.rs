@@ -19,8 +19,10 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::labels;
-use crate::api::{AccountRef, Organization, Workspace, WorkspaceMember, WorkspacePhase};
+use super::{labels, member};
+use crate::api::{
+    AccountRef, MemberPhase, Organization, SubjectKind, Workspace, WorkspaceMember, WorkspacePhase,
+};
 use crate::http::{Health, WatchHealth};
 
 /// Read-only caches of everything the operator watches.
@@ -40,12 +42,17 @@ pub struct World {
     pub cluster_roles: Store<ClusterRole>,
     /// Per-workspace ClusterRoleBindings the operator manages.
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    /// ClusterRoles a cluster admin labelled `workspaces.dev/assignable=true`
+    /// (only those are watched: reading every ClusterRole would be costly).
+    pub assignable_roles: Store<ClusterRole>,
 }
 
 /// Reconcile triggers, one stream per controller.
 pub struct Triggers {
     /// Workspaces to reconcile.
     pub workspaces: UnboundedReceiver<ObjectRef<Workspace>>,
+    /// WorkspaceMembers to reconcile.
+    pub members: UnboundedReceiver<ObjectRef<WorkspaceMember>>,
 }
 
 /// The future that drives every watch; it ends only if a watch ends.
@@ -56,13 +63,62 @@ pub type Drivers = Pin<Box<dyn Future<Output = ()> + Send>>;
 struct Router {
     workspaces: Store<Workspace>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
+    members: Store<WorkspaceMember>,
     to_workspaces: UnboundedSender<ObjectRef<Workspace>>,
+    to_members: UnboundedSender<ObjectRef<WorkspaceMember>>,
 }
 
 impl Router {
     fn workspace(&self, name: &str) {
         // A closed channel means the controller is stopping; nothing to do.
         let _ = self.to_workspaces.unbounded_send(ObjectRef::new(name));
+    }
+
+    fn member(&self, namespace: &str, name: &str) {
+        let _ = self
+            .to_members
+            .unbounded_send(ObjectRef::new(name).within(namespace));
+    }
+
+    /// Triggers the members in `namespace` that `pick` selects.
+    fn members_in(&self, namespace: &str, pick: impl Fn(&WorkspaceMember) -> bool) {
+        for m in self.members.state() {
+            if m.namespace().as_deref() == Some(namespace) && pick(&m) {
+                self.member(namespace, &m.name_any());
+            }
+        }
+    }
+
+    /// The namespaces of a Workspace: the one it reports and the one its spec
+    /// names (the same once it is provisioned; spec.namespace is immutable).
+    fn namespaces_of(ws: &Workspace) -> Vec<String> {
+        let name = ws.name_any();
+        let mut namespaces = vec![ws.spec.effective_namespace(&name).to_string()];
+        if let Some(ns) = ws.status.as_ref().and_then(|s| s.namespace.clone()) {
+            if !namespaces.contains(&ns) {
+                namespaces.push(ns);
+            }
+        }
+        namespaces
+    }
+
+    /// Members of a workspace, and ServiceAccount members anywhere whose
+    /// ServiceAccount lives in it (organization membership of a ServiceAccount
+    /// depends on which workspaces its namespace belongs to).
+    fn members_of_workspace(&self, ws: &Workspace) {
+        let namespaces = Self::namespaces_of(ws);
+        for m in self.members.state() {
+            let Some(ns) = m.namespace() else { continue };
+            let subject = &m.spec.subject;
+            let inside = namespaces.contains(&ns);
+            let service_account_of_it = subject.kind == SubjectKind::ServiceAccount
+                && subject
+                    .namespace_name()
+                    .is_some_and(|sa_ns| namespaces.iter().any(|n| n == sa_ns));
+            if inside || service_account_of_it {
+                self.member(&ns, &m.name_any());
+            }
+        }
     }
 
     /// The workspace that a namespace belongs to: by its label, or else the
@@ -105,6 +161,7 @@ impl Router {
         for name in self.blocked_workspaces_of(&ws.spec.owner) {
             self.workspace(&name);
         }
+        self.members_of_workspace(ws);
     }
 
     fn on_organization(&self, org: &Organization) {
@@ -112,20 +169,65 @@ impl Router {
         for ws in self.workspaces.state() {
             if ws.spec.owner == owner {
                 self.workspace(&ws.name_any());
+                self.members_of_workspace(&ws);
             }
         }
     }
 
     fn on_namespace(&self, ns: &PartialObjectMeta<Namespace>) {
-        for name in self.workspaces_of_namespace(&ns.name_any()) {
-            self.workspace(&name);
+        let name = ns.name_any();
+        for ws in self.workspaces_of_namespace(&name) {
+            self.workspace(&ws);
         }
+        self.members_in(&name, |_| true);
     }
 
-    fn on_member(&self, member: &WorkspaceMember) {
-        if let Some(ns) = member.namespace() {
-            for name in self.workspaces_of_namespace(&ns) {
-                self.workspace(&name);
+    /// A member, the other members of the same subject (one of them may win
+    /// or lose `DuplicateSubject` now) and the members of the namespace still
+    /// waiting for access (a slot under the member limit may have opened).
+    fn on_member(&self, changed: &WorkspaceMember) {
+        let Some(ns) = changed.namespace() else {
+            return;
+        };
+        for name in self.workspaces_of_namespace(&ns) {
+            self.workspace(&name);
+        }
+        self.member(&ns, &changed.name_any());
+        let subject = &changed.spec.subject;
+        self.members_in(&ns, |m| {
+            member::build::same_subject(&m.spec.subject, subject)
+                || m.status.as_ref().and_then(|s| s.phase) != Some(MemberPhase::Active)
+        });
+    }
+
+    /// A member's RoleBinding triggers its member (named by the controller
+    /// ownerReference); the Workspace's own bindings trigger the Workspace.
+    fn on_role_binding(&self, rb: &RoleBinding) {
+        if rb.labels().contains_key(labels::MEMBER) {
+            let owner = rb.owner_references().iter().find(|o| {
+                o.controller == Some(true)
+                    && o.kind == WorkspaceMember::kind(&())
+                    && o.api_version == WorkspaceMember::api_version(&())
+            });
+            let name = owner
+                .map(|o| o.name.as_str())
+                .or_else(|| rb.labels().get(labels::MEMBER).map(String::as_str));
+            if let (Some(name), Some(ns)) = (name, rb.namespace()) {
+                self.member(&ns, name);
+            }
+            return;
+        }
+        self.on_child(rb);
+    }
+
+    /// An assignable ClusterRole triggers the members that name it.
+    fn on_assignable_role(&self, role: &ClusterRole) {
+        let name = role.name_any();
+        for m in self.members.state() {
+            if m.spec.cluster_role_name() == Some(name.as_str()) {
+                if let Some(ns) = m.namespace() {
+                    self.member(&ns, &m.name_any());
+                }
             }
         }
     }
@@ -150,11 +252,15 @@ impl World {
         let (role_bindings, rb_writer) = reflector::store::<RoleBinding>();
         let (cluster_roles, cr_writer) = reflector::store::<ClusterRole>();
         let (cluster_role_bindings, crb_writer) = reflector::store::<ClusterRoleBinding>();
+        let (assignable_roles, assignable_writer) = reflector::store::<ClusterRole>();
         let (to_workspaces, workspace_triggers) = unbounded();
+        let (to_members, member_triggers) = unbounded();
         let router = Router {
             workspaces: workspaces.clone(),
             namespaces: namespaces.clone(),
+            members: members.clone(),
             to_workspaces,
+            to_members,
         };
 
         let all = watcher::Config::default().any_semantic();
@@ -166,6 +272,9 @@ impl World {
             labels::MANAGED_SELECTOR,
             labels::WORKSPACE
         ));
+        let assignable = watcher::Config::default()
+            .any_semantic()
+            .labels(member::ASSIGNABLE_SELECTOR);
 
         let drivers: Vec<Drivers> = vec![
             drive(
@@ -213,7 +322,7 @@ impl World {
                 health.watch("rolebindings"),
                 {
                     let r = router.clone();
-                    move |rb: &RoleBinding| r.on_child(rb)
+                    move |rb: &RoleBinding| r.on_role_binding(rb)
                 },
             ),
             drive(
@@ -226,12 +335,21 @@ impl World {
                 },
             ),
             drive(
-                watcher(Api::all(client), per_workspace),
+                watcher(Api::all(client.clone()), per_workspace),
                 crb_writer,
                 health.watch("clusterrolebindings"),
                 {
-                    let r = router;
+                    let r = router.clone();
                     move |crb: &ClusterRoleBinding| r.on_child(crb)
+                },
+            ),
+            drive(
+                watcher(Api::all(client), assignable),
+                assignable_writer,
+                health.watch("assignable-clusterroles"),
+                {
+                    let r = router;
+                    move |cr: &ClusterRole| r.on_assignable_role(cr)
                 },
             ),
         ];
@@ -246,12 +364,14 @@ impl World {
             role_bindings,
             cluster_roles,
             cluster_role_bindings,
+            assignable_roles,
         };
         (
             world,
             drivers,
             Triggers {
                 workspaces: workspace_triggers,
+                members: member_triggers,
             },
         )
     }
@@ -266,6 +386,7 @@ impl World {
             Box::pin(self.role_bindings.wait_until_ready()),
             Box::pin(self.cluster_roles.wait_until_ready()),
             Box::pin(self.cluster_role_bindings.wait_until_ready()),
+            Box::pin(self.assignable_roles.wait_until_ready()),
         ])
         .await;
     }

@@ -1,0 +1,624 @@
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::PartialObjectMeta;
+
+use super::*;
+use crate::api::{
+    AccountRef, OrganizationLimits, OrganizationSpec, OrganizationSubject, WorkspaceMemberSpec,
+    WorkspaceSpec, WorkspaceStatus,
+};
+
+const NS: &str = "acme-prod";
+
+fn at(seconds: i64) -> Time {
+    Time(Timestamp::from_second(seconds).unwrap())
+}
+
+fn workspace(owner: AccountRef, phase: WorkspacePhase) -> Workspace {
+    let mut ws = Workspace::new(
+        NS,
+        WorkspaceSpec {
+            owner,
+            handle: None,
+            description: None,
+            namespace: None,
+            deletion_policy: Default::default(),
+            deletion_protection: false,
+        },
+    );
+    ws.metadata.uid = Some("ws-uid".into());
+    ws.status = Some(WorkspaceStatus {
+        phase: Some(phase),
+        namespace: Some(NS.into()),
+        ..Default::default()
+    });
+    ws
+}
+
+fn personal() -> Workspace {
+    workspace(AccountRef::user("alice@acme.io"), WorkspacePhase::Active)
+}
+
+fn org_workspace() -> Workspace {
+    workspace(AccountRef::organization("acme"), WorkspacePhase::Active)
+}
+
+fn organization(members: &[OrganizationSubject], limit: Option<i32>) -> Organization {
+    Organization::new(
+        "acme",
+        OrganizationSpec {
+            admins: vec![OrganizationSubject::user("alice@acme.io")],
+            members: members.to_vec(),
+            limits: limit.map(|l| OrganizationLimits {
+                workspaces: None,
+                members_per_workspace: Some(l),
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+fn member(name: &str, subject: Subject, role: WorkspaceRole, created: i64) -> WorkspaceMember {
+    let mut m = WorkspaceMember::new(
+        name,
+        WorkspaceMemberSpec {
+            subject,
+            role: Some(role),
+            cluster_role: None,
+            response: None,
+        },
+    );
+    m.metadata.namespace = Some(NS.into());
+    m.metadata.uid = Some(format!("uid-{name}"));
+    m.metadata.generation = Some(1);
+    m.metadata.creation_timestamp = Some(at(created));
+    m
+}
+
+fn custom(name: &str, subject: Subject, cluster_role: &str) -> WorkspaceMember {
+    let mut m = member(name, subject, WorkspaceRole::Viewer, 10);
+    m.spec.role = None;
+    m.spec.cluster_role = Some(cluster_role.into());
+    m
+}
+
+/// The binding the operator would have created for `m` with `role`.
+fn held(m: &WorkspaceMember, role: &str) -> Arc<RoleBinding> {
+    Arc::new(role_binding(m, NS, role))
+}
+
+struct World {
+    workspace: Option<Workspace>,
+    organization: Option<Organization>,
+    org_namespaces: Vec<String>,
+    members: Vec<Arc<WorkspaceMember>>,
+    bindings: Vec<Arc<RoleBinding>>,
+}
+
+impl World {
+    fn new(workspace: Workspace) -> Self {
+        World {
+            workspace: Some(workspace),
+            organization: None,
+            org_namespaces: Vec::new(),
+            members: Vec::new(),
+            bindings: Vec::new(),
+        }
+    }
+
+    fn with_members(mut self, members: &[&WorkspaceMember]) -> Self {
+        self.members = members.iter().map(|m| Arc::new((*m).clone())).collect();
+        self
+    }
+
+    fn plan(&self, m: &WorkspaceMember) -> Plan {
+        let assignable = |name: &str| name == "platform:deployer";
+        plan(&Inputs {
+            member: m,
+            workspace: self.workspace.as_ref(),
+            organization: self.organization.as_ref(),
+            organization_namespaces: &self.org_namespaces,
+            members: &self.members,
+            bindings: &self.bindings,
+            is_assignable: &assignable,
+        })
+    }
+}
+
+fn blocked(plan: &Plan) -> &Blocked {
+    match plan {
+        Plan::Blocked(b) => b,
+        Plan::Grant(rb) => panic!("expected a block, got a grant of {}", rb.name_any()),
+    }
+}
+
+fn granted(plan: &Plan) -> &RoleBinding {
+    match plan {
+        Plan::Grant(rb) => rb,
+        Plan::Blocked(b) => panic!("expected a grant, got {b:?}"),
+    }
+}
+
+#[test]
+fn a_member_of_a_personal_workspace_gets_one_labelled_owned_binding() {
+    let bob = member(
+        "bob",
+        Subject::user("bob@acme.io"),
+        WorkspaceRole::Developer,
+        10,
+    );
+    let world = World::new(personal()).with_members(&[&bob]);
+    let rb = granted(&world.plan(&bob)).clone();
+    assert_eq!(rb.name_any(), "wsm-bob-developer");
+    assert_eq!(rb.namespace().as_deref(), Some(NS));
+    assert_eq!(rb.role_ref.name, "workspaces:developer");
+    assert_eq!(rb.role_ref.kind, "ClusterRole");
+    let subjects = rb.subjects.clone().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].kind, "User");
+    assert_eq!(subjects[0].name, "bob@acme.io");
+    assert_eq!(
+        subjects[0].api_group.as_deref(),
+        Some("rbac.authorization.k8s.io")
+    );
+    let labels = rb.labels();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("workspace-operator")
+    );
+    assert_eq!(
+        labels.get("workspaces.dev/workspace").map(String::as_str),
+        Some(NS)
+    );
+    assert_eq!(
+        labels.get("workspaces.dev/member").map(String::as_str),
+        Some("bob")
+    );
+    let owner = &rb.owner_references()[0];
+    assert_eq!(owner.kind, "WorkspaceMember");
+    assert_eq!(owner.uid, "uid-bob");
+    assert_eq!(owner.controller, Some(true));
+}
+
+#[test]
+fn each_built_in_role_binds_its_cluster_role() {
+    for role in WorkspaceRole::ALL {
+        let m = member("m", Subject::group("eng"), role, 10);
+        let world = World::new(personal()).with_members(&[&m]);
+        let rb = granted(&world.plan(&m)).clone();
+        assert_eq!(rb.role_ref.name, role.cluster_role());
+        assert_eq!(
+            rb.name_any(),
+            format!("wsm-m-{}", role.to_string().to_lowercase())
+        );
+        assert_eq!(rb.subjects.unwrap()[0].kind, "Group");
+    }
+}
+
+#[test]
+fn a_service_account_subject_keeps_its_namespace_and_has_no_api_group() {
+    let sa = member(
+        "ci",
+        Subject::service_account("ci-system", "runner"),
+        WorkspaceRole::Runner,
+        10,
+    );
+    let rb = granted(&World::new(personal()).with_members(&[&sa]).plan(&sa)).clone();
+    let subject = &rb.subjects.unwrap()[0];
+    assert_eq!(subject.kind, "ServiceAccount");
+    assert_eq!(subject.name, "runner");
+    assert_eq!(subject.namespace.as_deref(), Some("ci-system"));
+    assert_eq!(subject.api_group, None);
+}
+
+#[test]
+fn binding_names_change_with_the_role_and_stay_valid_when_long() {
+    assert_eq!(binding_name("bob", "workspaces:viewer"), "wsm-bob-viewer");
+    assert_ne!(
+        binding_name("bob", "workspaces:viewer"),
+        binding_name("bob", "workspaces:developer")
+    );
+    // Custom roles: readable, and distinct even when they slug alike.
+    let a = binding_name("bob", "platform:deployer");
+    let b = binding_name("bob", "platform-deployer");
+    assert!(a.starts_with("wsm-bob-platform-deployer-"), "{a}");
+    assert_ne!(a, b);
+    // A custom role called like a built-in one does not share its binding.
+    assert_ne!(
+        binding_name("bob", "viewer"),
+        binding_name("bob", "workspaces:viewer")
+    );
+    // Deterministic.
+    assert_eq!(a, binding_name("bob", "platform:deployer"));
+
+    let long = "m".repeat(250);
+    let name = binding_name(&long, "workspaces:owner");
+    assert!(name.len() <= 253, "{} bytes", name.len());
+    assert_ne!(name, binding_name(&long, "workspaces:viewer"));
+    assert_eq!(name, binding_name(&long, "workspaces:owner"));
+}
+
+#[test]
+fn member_label_is_a_valid_label_value_for_any_member_name() {
+    assert_eq!(member_label("bob"), "bob");
+    assert_eq!(member_label("bob.smith"), "bob.smith");
+    let long = format!("{}.example", "a".repeat(100));
+    let label = member_label(&long);
+    assert!(labels::is_label_value(&label), "{label}");
+    assert_ne!(label, member_label(&format!("{}.other", "a".repeat(100))));
+}
+
+#[test]
+fn subjects_are_the_same_identity_by_kind_name_and_service_account_namespace() {
+    assert!(same_subject(&Subject::user("bob"), &Subject::user("bob")));
+    assert!(!same_subject(&Subject::user("bob"), &Subject::group("bob")));
+    assert!(!same_subject(
+        &Subject::service_account("a", "ci"),
+        &Subject::service_account("b", "ci")
+    ));
+    assert!(same_subject(
+        &Subject::service_account("a", "ci"),
+        &Subject::service_account("a", "ci")
+    ));
+    let mut empty_ns = Subject::user("bob");
+    empty_ns.namespace = Some(String::new());
+    assert!(same_subject(&empty_ns, &Subject::user("bob")));
+}
+
+#[test]
+fn the_workspace_is_found_by_uid_never_by_label_alone() {
+    let ws = Arc::new(personal());
+    let all = vec![ws.clone()];
+    let ns = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| PartialObjectMeta::<Namespace> {
+        metadata: ObjectMeta {
+            name: Some(NS.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let proven = ns(
+        &[(labels::WORKSPACE, NS)],
+        &[(labels::WORKSPACE_UID, "ws-uid")],
+    );
+    assert!(workspace_of(NS, Some(&proven), &all).is_some());
+
+    let label_only = ns(&[(labels::WORKSPACE, NS)], &[]);
+    assert!(workspace_of(NS, Some(&label_only), &all).is_none());
+
+    let wrong_uid = ns(
+        &[(labels::WORKSPACE, NS)],
+        &[(labels::WORKSPACE_UID, "other")],
+    );
+    assert!(workspace_of(NS, Some(&wrong_uid), &all).is_none());
+
+    // The UID of a Workspace whose namespace is another one proves nothing here.
+    assert!(workspace_of("elsewhere", Some(&proven), &all).is_none());
+    assert!(workspace_of(NS, None, &all).is_none());
+}
+
+#[test]
+fn no_workspace_or_a_workspace_being_deleted_revokes() {
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let mut world = World::new(personal()).with_members(&[&bob]);
+    world.workspace = None;
+    let b = blocked(&world.plan(&bob)).clone();
+    assert_eq!(b.reason, reason::WORKSPACE_NOT_FOUND);
+    assert!(b.stalled && b.revoke);
+
+    let mut deleting = personal();
+    deleting.metadata.deletion_timestamp = Some(at(99));
+    world.workspace = Some(deleting);
+    let b = blocked(&world.plan(&bob)).clone();
+    assert_eq!(b.reason, reason::WORKSPACE_NOT_READY);
+    assert!(!b.stalled && b.revoke);
+}
+
+#[test]
+fn a_workspace_that_is_not_ready_grants_nothing_new_and_keeps_what_exists() {
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    for phase in [WorkspacePhase::Pending, WorkspacePhase::Blocked] {
+        let world = World::new(workspace(AccountRef::user("alice"), phase)).with_members(&[&bob]);
+        let b = blocked(&world.plan(&bob)).clone();
+        assert_eq!(b.reason, reason::WORKSPACE_NOT_READY);
+        assert!(!b.stalled && !b.revoke, "{phase:?}");
+    }
+}
+
+#[test]
+fn custom_roles_must_be_assignable() {
+    let ok = custom("deployer", Subject::user("bob"), "platform:deployer");
+    let world = World::new(personal()).with_members(&[&ok]);
+    let rb = granted(&world.plan(&ok)).clone();
+    assert_eq!(rb.role_ref.name, "platform:deployer");
+    assert!(rb.name_any().starts_with("wsm-deployer-platform-deployer-"));
+
+    for name in ["cluster-admin", "admin", "workspaces:owner"] {
+        let bad = custom("admin", Subject::user("bob"), name);
+        let world = World::new(personal()).with_members(&[&bad]);
+        let b = blocked(&world.plan(&bad)).clone();
+        assert_eq!(b.reason, reason::ROLE_NOT_ASSIGNABLE, "{name}");
+        assert!(b.stalled && b.revoke);
+        assert!(b.message.contains(name));
+    }
+}
+
+#[test]
+fn the_oldest_member_of_a_subject_wins_and_the_others_are_duplicates() {
+    let first = member("first", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let second = member("second", Subject::user("bob"), WorkspaceRole::Owner, 20);
+    let other = member("other", Subject::user("carol"), WorkspaceRole::Owner, 5);
+    let world = World::new(personal()).with_members(&[&first, &second, &other]);
+    granted(&world.plan(&first));
+    granted(&world.plan(&other));
+    let b = blocked(&world.plan(&second)).clone();
+    assert_eq!(b.reason, reason::DUPLICATE_SUBJECT);
+    assert!(b.message.contains("first"), "{}", b.message);
+    assert!(b.stalled && b.revoke);
+
+    // Same creation time: the name decides.
+    let a = member("a", Subject::user("dan"), WorkspaceRole::Viewer, 30);
+    let b_ = member("b", Subject::user("dan"), WorkspaceRole::Viewer, 30);
+    let world = World::new(personal()).with_members(&[&a, &b_]);
+    granted(&world.plan(&a));
+    assert_eq!(blocked(&world.plan(&b_)).reason, reason::DUPLICATE_SUBJECT);
+
+    // A member being deleted no longer counts.
+    let mut going = first.clone();
+    going.metadata.deletion_timestamp = Some(at(50));
+    let world = World::new(personal()).with_members(&[&going, &second]);
+    granted(&world.plan(&second));
+
+    // The same name in another kind is another subject.
+    let group = member("group", Subject::group("bob"), WorkspaceRole::Viewer, 40);
+    let world = World::new(personal()).with_members(&[&first, &group]);
+    granted(&world.plan(&group));
+}
+
+#[test]
+fn organization_workspaces_admit_only_the_organizations_subjects() {
+    let mut world = World::new(org_workspace());
+    world.organization = Some(organization(
+        &[
+            OrganizationSubject::user("bob"),
+            OrganizationSubject::group("eng"),
+        ],
+        None,
+    ));
+    world.org_namespaces = vec![NS.to_string(), "acme-ci".to_string()];
+    let cases = [
+        (Subject::user("bob"), true),
+        (Subject::user("alice@acme.io"), true), // an admin
+        (Subject::group("eng"), true),
+        (Subject::user("eng"), false), // listed as a Group, not a User
+        (Subject::group("bob"), false),
+        (Subject::user("mallory"), false),
+        (Subject::service_account("acme-ci", "runner"), true),
+        (Subject::service_account(NS, "runner"), true),
+        (Subject::service_account("elsewhere", "runner"), false),
+    ];
+    for (subject, admitted) in cases {
+        let m = member("m", subject.clone(), WorkspaceRole::Viewer, 10);
+        world.members = vec![Arc::new(m.clone())];
+        match world.plan(&m) {
+            Plan::Grant(_) => assert!(admitted, "{subject:?} was admitted"),
+            Plan::Blocked(b) => {
+                assert!(!admitted, "{subject:?}: {b:?}");
+                assert_eq!(b.reason, reason::NOT_AN_ORGANIZATION_MEMBER);
+                assert!(b.stalled && b.revoke);
+            }
+        }
+    }
+
+    // The organization is gone: wait, keep what exists.
+    world.organization = None;
+    let m = member("m", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let b = blocked(&world.plan(&m)).clone();
+    assert_eq!(b.reason, reason::WORKSPACE_NOT_READY);
+    assert!(!b.revoke);
+}
+
+#[test]
+fn the_member_limit_blocks_the_newest_and_never_takes_away_what_is_held() {
+    let a = member("a", Subject::user("a"), WorkspaceRole::Viewer, 10);
+    let b = member("b", Subject::user("b"), WorkspaceRole::Viewer, 20);
+    let c = member("c", Subject::user("c"), WorkspaceRole::Viewer, 30);
+    let members = [&a, &b, &c]
+        .into_iter()
+        .map(|s| OrganizationSubject::user(&s.spec.subject.name))
+        .collect::<Vec<_>>();
+    let mut world = World::new(org_workspace()).with_members(&[&a, &b, &c]);
+    world.organization = Some(organization(&members, Some(2)));
+
+    granted(&world.plan(&a));
+    granted(&world.plan(&b));
+    let blocked_c = blocked(&world.plan(&c)).clone();
+    assert_eq!(blocked_c.reason, reason::MEMBER_LIMIT_EXCEEDED);
+    assert!(blocked_c.stalled && !blocked_c.revoke);
+
+    // c got its binding before the limit was lowered: it keeps it, and the
+    // newer ones without a binding wait.
+    world.bindings = vec![held(&c, "workspaces:viewer")];
+    world.organization = Some(organization(&members, Some(1)));
+    granted(&world.plan(&c));
+    assert_eq!(
+        blocked(&world.plan(&a)).reason,
+        reason::MEMBER_LIMIT_EXCEEDED
+    );
+
+    // Duplicates and non-members do not take a slot.
+    let dup = member("dup", Subject::user("a"), WorkspaceRole::Viewer, 1);
+    let stranger = member("stranger", Subject::user("zed"), WorkspaceRole::Viewer, 2);
+    let mut world = World::new(org_workspace()).with_members(&[&a, &dup, &stranger]);
+    world.organization = Some(organization(&members, Some(1)));
+    // `dup` is older and wins the subject; `a` is its duplicate.
+    assert_eq!(blocked(&world.plan(&a)).reason, reason::DUPLICATE_SUBJECT);
+    granted(&world.plan(&dup));
+    assert_eq!(
+        blocked(&world.plan(&stranger)).reason,
+        reason::NOT_AN_ORGANIZATION_MEMBER
+    );
+
+    // Personal workspaces have no member limit.
+    let world = World::new(personal()).with_members(&[&a, &b, &c]);
+    granted(&world.plan(&c));
+}
+
+#[test]
+fn own_bindings_are_those_owned_by_the_members_uid() {
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let carol = member("carol", Subject::user("carol"), WorkspaceRole::Viewer, 10);
+    let mine_old = held(&bob, "workspaces:viewer");
+    let mine_new = held(&bob, "workspaces:developer");
+    let hers = held(&carol, "workspaces:viewer");
+    let mut unlabelled = (*held(&bob, "workspaces:owner")).clone();
+    unlabelled
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove(labels::MEMBER);
+    let mut elsewhere = (*held(&bob, "workspaces:runner")).clone();
+    elsewhere.metadata.namespace = Some("other".into());
+    let all = vec![
+        mine_new.clone(),
+        hers,
+        mine_old.clone(),
+        Arc::new(unlabelled),
+        Arc::new(elsewhere),
+    ];
+    let own: Vec<String> = own_bindings(&bob, &all)
+        .iter()
+        .map(|rb| rb.name_any())
+        .collect();
+    assert_eq!(own, ["wsm-bob-developer", "wsm-bob-viewer"]);
+}
+
+#[test]
+fn status_of_a_grant_is_active_with_the_binding_and_ready() {
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Developer, 10);
+    let plan = World::new(personal()).with_members(&[&bob]).plan(&bob);
+    let status = compute_status(&bob, &plan, &["wsm-bob-developer".into()], None, &at(100));
+    assert_eq!(status.phase, Some(MemberPhase::Active));
+    assert_eq!(status.role_binding.as_deref(), Some("wsm-bob-developer"));
+    assert_eq!(status.observed_generation, Some(1));
+    let ready = conditions::find_condition(&status.conditions, conditions::READY).unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(ready.reason, reason::PROVISIONED);
+    assert_eq!(ready.observed_generation, Some(1));
+    assert!(ready.message.contains("Developer"), "{}", ready.message);
+    assert!(conditions::find_condition(&status.conditions, conditions::STALLED).is_none());
+
+    // Computing it again later changes nothing but would keep the time.
+    let mut again = bob.clone();
+    again.status = Some(status.clone());
+    let next = compute_status(&again, &plan, &["wsm-bob-developer".into()], None, &at(200));
+    assert!(same_status(&status, &next));
+    assert_eq!(next.conditions, status.conditions);
+}
+
+#[test]
+fn status_of_a_block_is_pending_stalled_and_drops_a_revoked_binding() {
+    let first = member("first", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let mut second = member("second", Subject::user("bob"), WorkspaceRole::Viewer, 20);
+    second.status = Some(WorkspaceMemberStatus {
+        phase: Some(MemberPhase::Active),
+        role_binding: Some("wsm-second-viewer".into()),
+        ..Default::default()
+    });
+    let plan = World::new(personal())
+        .with_members(&[&first, &second])
+        .plan(&second);
+    let status = compute_status(&second, &plan, &[], None, &at(100));
+    assert_eq!(status.phase, Some(MemberPhase::Pending));
+    assert_eq!(status.role_binding, None);
+    assert!(conditions::is_true(&status.conditions, conditions::STALLED));
+    let ready = conditions::find_condition(&status.conditions, conditions::READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reason::DUPLICATE_SUBJECT)
+    );
+
+    // A wait keeps the binding it holds and reports Reconciling, not Stalled.
+    let mut waiting = second.clone();
+    waiting.status = Some(status);
+    let plan = World::new(workspace(
+        AccountRef::user("alice"),
+        WorkspacePhase::Pending,
+    ))
+    .with_members(&[&waiting])
+    .plan(&waiting);
+    let status = compute_status(
+        &waiting,
+        &plan,
+        &["wsm-second-viewer".into()],
+        None,
+        &at(200),
+    );
+    assert_eq!(status.role_binding.as_deref(), Some("wsm-second-viewer"));
+    assert!(conditions::is_true(
+        &status.conditions,
+        conditions::RECONCILING
+    ));
+    assert!(conditions::find_condition(&status.conditions, conditions::STALLED).is_none());
+}
+
+#[test]
+fn a_failed_write_keeps_an_active_member_active_and_says_it_retries() {
+    let mut bob = member("bob", Subject::user("bob"), WorkspaceRole::Developer, 10);
+    bob.status = Some(WorkspaceMemberStatus {
+        phase: Some(MemberPhase::Active),
+        role_binding: Some("wsm-bob-viewer".into()),
+        ..Default::default()
+    });
+    let plan = World::new(personal()).with_members(&[&bob]).plan(&bob);
+    let status = compute_status(
+        &bob,
+        &plan,
+        &["wsm-bob-viewer".into()],
+        Some("ApplyFailed"),
+        &at(100),
+    );
+    assert_eq!(status.phase, Some(MemberPhase::Active));
+    assert_eq!(status.role_binding.as_deref(), Some("wsm-bob-viewer"));
+    let ready = conditions::find_condition(&status.conditions, conditions::READY).unwrap();
+    assert_eq!(ready.reason, reason::PROVISIONING);
+    assert!(ready.message.contains("ApplyFailed"));
+    assert!(conditions::is_true(
+        &status.conditions,
+        conditions::RECONCILING
+    ));
+}
+
+#[test]
+fn the_desired_binding_is_up_to_date_with_itself_only() {
+    use crate::controller::apply::needs_write;
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let desired = role_binding(&bob, NS, "workspaces:viewer");
+    assert!(!needs_write(Some(&desired.clone()), &desired));
+    let mut edited = desired.clone();
+    edited.subjects.as_mut().unwrap()[0].name = "mallory".into();
+    assert!(needs_write(Some(&edited), &desired));
+    let mut disowned = desired.clone();
+    disowned.metadata.owner_references = None;
+    assert!(needs_write(Some(&disowned), &desired));
+    assert_eq!(desired.owner_references()[0].uid, bob.uid().unwrap());
+}

@@ -1,0 +1,300 @@
+//! The WorkspaceMember controller: each member becomes one RoleBinding in its
+//! workspace's namespace, giving its subject its workspace role.
+//!
+//! observe (the cached world) -> validate and build ([`build::plan`], pure)
+//! -> apply (only what differs; the new binding before the old one goes)
+//! -> status (only when it changed).
+//!
+//! The binding's name contains the role because a RoleBinding's roleRef is
+//! immutable: a role change applies the new binding first and removes the
+//! old one only after that succeeded, so the subject is never without access
+//! and holds two roles only for that moment. A member that is blocked
+//! (duplicate subject, not in the organization, role not assignable, no
+//! workspace) loses its binding; a member that merely waits (workspace not
+//! ready, member limit) keeps what it holds. Deleting a member deletes its
+//! binding through the ownerReference. The owner's access lives in the
+//! Workspace's own binding and is never touched here.
+
+pub mod build;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use self::build::Plan;
+use super::apply::{apply, delete_if_present, needs_write};
+use super::{Context, labels};
+use crate::api::conditions;
+use crate::api::{AccountKind, WorkspaceMember, WorkspaceMemberStatus};
+use crate::config::FIELD_MANAGER;
+
+/// Label a cluster admin puts on a ClusterRole that members may be given
+/// (besides listing it in `--assignable-cluster-roles`).
+pub const ASSIGNABLE: &str = "workspaces.dev/assignable";
+/// Selector of the assignable ClusterRoles the operator watches.
+pub const ASSIGNABLE_SELECTOR: &str = "workspaces.dev/assignable=true";
+
+/// Metric label of this controller.
+const CONTROLLER: &str = "member";
+
+/// What went wrong in one reconcile; each variant names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Server-side apply of the member's RoleBinding failed.
+    #[error("applying the RoleBinding failed: {0}")]
+    Apply(#[source] kube::Error),
+    /// Deleting a stale or revoked RoleBinding failed.
+    #[error("deleting a RoleBinding failed: {0}")]
+    Delete(#[source] kube::Error),
+    /// Writing status failed.
+    #[error("writing status failed: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// A bounded, PascalCase reason for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Apply(_) => "ApplyFailed",
+            Error::Delete(_) => "DeleteFailed",
+            Error::Status(_) => "StatusFailed",
+        }
+    }
+}
+
+/// Runs the WorkspaceMember controller until its trigger stream ends.
+pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<WorkspaceMember>>) {
+    ctx.world.synced().await;
+    tracing::info!("caches synced; reconciling workspace members");
+    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    Controller::for_stream(futures::stream::pending(), ctx.world.members.clone())
+        .reconcile_on(triggers)
+        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
+        .with_config(config)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "member reconcile did not complete");
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+fn error_policy(member: Arc<WorkspaceMember>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        namespace = member.namespace().unwrap_or_default(),
+        member = %member.name_any(),
+        reason = err.reason(),
+        error = %err,
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Whether `name` may be given to members: listed in the operator's
+/// configuration and labelled assignable by a cluster admin.
+fn is_assignable(ctx: &Context, name: &str) -> bool {
+    ctx.config.is_assignable_cluster_role(name)
+        && ctx
+            .world
+            .assignable_roles
+            .get(&ObjectRef::new(name))
+            .is_some_and(|cr| cr.labels().get(ASSIGNABLE).is_some_and(|v| v == "true"))
+}
+
+async fn reconcile(member: Arc<WorkspaceMember>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    if member.meta().deletion_timestamp.is_some() {
+        // Garbage collection removes the binding through its ownerReference.
+        return Ok(Action::await_change());
+    }
+    let Some(namespace) = member.namespace() else {
+        return Ok(Action::await_change());
+    };
+    let world = &ctx.world;
+    let workspaces = world.workspaces.state();
+    let ns_meta = world.namespaces.get(&ObjectRef::new(&namespace));
+    let workspace = build::workspace_of(&namespace, ns_meta.as_deref(), &workspaces);
+    let organization = workspace
+        .filter(|ws| ws.spec.owner.kind == AccountKind::Organization)
+        .and_then(|ws| {
+            world
+                .organizations
+                .get(&ObjectRef::new(&ws.spec.owner.name))
+        });
+    let organization_namespaces = organization
+        .as_ref()
+        .map(|org| build::organization_namespaces(&org.name_any(), &workspaces))
+        .unwrap_or_default();
+    let members: Vec<Arc<WorkspaceMember>> = world
+        .members
+        .state()
+        .into_iter()
+        .filter(|m| m.namespace().as_deref() == Some(namespace.as_str()))
+        .collect();
+    let bindings: Vec<Arc<RoleBinding>> = world
+        .role_bindings
+        .state()
+        .into_iter()
+        .filter(|rb| rb.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|rb| rb.labels().contains_key(labels::MEMBER))
+        .collect();
+    let assignable = |name: &str| is_assignable(&ctx, name);
+    let inputs = build::Inputs {
+        member: &member,
+        workspace: workspace.map(|ws| &**ws),
+        organization: organization.as_deref(),
+        organization_namespaces: &organization_namespaces,
+        members: &members,
+        bindings: &bindings,
+        is_assignable: &assignable,
+    };
+    let plan = build::plan(&inputs);
+    let own: Vec<Arc<RoleBinding>> = build::own_bindings(&member, &bindings)
+        .into_iter()
+        .cloned()
+        .collect();
+
+    let outcome = match &plan {
+        Plan::Grant(desired) => grant(&namespace, desired, &own, &ctx).await,
+        Plan::Blocked(blocked) if blocked.revoke => remove(&namespace, &own, None, &ctx).await,
+        Plan::Blocked(_) => Ok(()),
+    };
+    // What the member holds now, for its status.
+    let held: Vec<String> = match (&plan, &outcome) {
+        (Plan::Grant(desired), Ok(())) => vec![desired.name_any()],
+        (Plan::Blocked(blocked), Ok(())) if blocked.revoke => Vec::new(),
+        _ => own.iter().map(|rb| rb.name_any()).collect(),
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let failure = outcome.as_ref().err().map(Error::reason);
+    let status = build::compute_status(&member, &plan, &held, failure, &now);
+    write_status(&member, status, &ctx).await?;
+    outcome.map(|()| Action::await_change())
+}
+
+/// Applies the member's binding when the cached copy differs, then removes
+/// every other binding of the member (a previous role).
+async fn grant(
+    namespace: &str,
+    desired: &RoleBinding,
+    own: &[Arc<RoleBinding>],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = desired.name_any();
+    let cached = ctx
+        .world
+        .role_bindings
+        .get(&ObjectRef::new(&name).within(namespace));
+    let wrong_role = cached.as_ref().filter(|c| c.role_ref != desired.role_ref);
+    if let Some(wrong) = wrong_role {
+        // Someone recreated the binding with another role; roleRef cannot
+        // change, so it must go first.
+        ctx.metrics.write(CONTROLLER, "rolebindings");
+        delete_if_present(&api, &name, wrong.uid())
+            .await
+            .map_err(Error::Delete)?;
+    }
+    if wrong_role.is_some() || needs_write(cached.as_deref(), desired) {
+        ctx.metrics.write(CONTROLLER, "rolebindings");
+        apply(&api, desired).await.map_err(Error::Apply)?;
+    }
+    remove(namespace, own, Some(&name), ctx).await
+}
+
+/// Deletes the member's bindings, except `keep`.
+async fn remove(
+    namespace: &str,
+    own: &[Arc<RoleBinding>],
+    keep: Option<&str>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+    for rb in own {
+        let name = rb.name_any();
+        if Some(name.as_str()) == keep {
+            continue;
+        }
+        ctx.metrics.write(CONTROLLER, "rolebindings");
+        delete_if_present(&api, &name, rb.uid())
+            .await
+            .map_err(Error::Delete)?;
+    }
+    Ok(())
+}
+
+/// Writes `status` when it says something new, and records an event when the
+/// `Ready` condition changed its status or reason.
+async fn write_status(
+    member: &WorkspaceMember,
+    status: WorkspaceMemberStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let previous = member.status.clone().unwrap_or_default();
+    if build::same_status(&previous, &status) {
+        return Ok(());
+    }
+    let namespace = member.namespace().unwrap_or_default();
+    let api: Api<WorkspaceMember> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = json!({
+        "apiVersion": WorkspaceMember::api_version(&()),
+        "kind": WorkspaceMember::kind(&()),
+        "status": status,
+    });
+    ctx.metrics.write(CONTROLLER, "workspacemembers/status");
+    api.patch_status(
+        &member.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Status)?;
+    let ready = |s: &WorkspaceMemberStatus| {
+        conditions::find_condition(&s.conditions, conditions::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    if let (Some((state, reason, message)), old) = (ready(&status), ready(&previous)) {
+        if old.as_ref().map(|o| (&o.0, &o.1)) != Some((&state, &reason)) {
+            let type_ = if state == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            publish(ctx, member, type_, reason, message).await;
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    member: &WorkspaceMember,
+    type_: EventType,
+    reason: String,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason,
+        note: Some(note),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    ctx.metrics.write(CONTROLLER, "events");
+    if let Err(err) = ctx.recorder.publish(&event, &member.object_ref(&())).await {
+        tracing::warn!(error = %err, "could not record an event");
+    }
+}
