@@ -64,7 +64,8 @@ cat <<EOT
 
 The control plane and the operator are running.
   export KUBECONFIG=$KUBECONFIG
-  kubectl get ws                      # Workspaces (kubectl get workspaces lists every kind of the API)
+  kubectl get workspaces
+  kubectl get workspaces-dev -A       # every object of the API
   kubectl describe ws acme-prod
   kubectl auth can-i list pods -n acme-prod --as alice@example.com
   metrics: http://127.0.0.1:$port/metrics   operator log: $state/operator.log

@@ -1848,3 +1848,55 @@ fn kubectl_explain_prints_the_field_documentation() {
         assert_explain_prints(&target, &[crd_description(kind, path)]);
     }
 }
+
+/// `kubectl get workspaces` lists Workspaces only; the category lists every kind.
+#[tokio::test]
+async fn kubectl_get_workspaces_lists_workspaces_and_the_category_lists_every_kind() {
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let ws = support::unique("listed");
+    let org = support::unique("listed-org");
+    for value in [
+        json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": ws},
+               "spec": {"owner": {"kind": "User", "name": "lister@example.com"}}}),
+        json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization", "metadata": {"name": org}, "spec": {}}),
+    ] {
+        support::try_apply_value(&admin, serde_json::from_value(value).unwrap())
+            .await
+            .expect("accepted");
+    }
+    let get = |what: &str| {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(plane.kubeconfig())
+            .args(["get", what, "-A", "-o", "name"])
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let workspaces = get("workspaces");
+    assert!(
+        workspaces
+            .lines()
+            .all(|l| l.starts_with("workspace.workspaces.dev/")),
+        "{workspaces}"
+    );
+    assert!(
+        workspaces.contains(&format!("workspace.workspaces.dev/{ws}")),
+        "{workspaces}"
+    );
+    let everything = get("workspaces-dev");
+    assert!(
+        everything.contains(&format!("workspace.workspaces.dev/{ws}")),
+        "{everything}"
+    );
+    assert!(
+        everything.contains(&format!("organization.workspaces.dev/{org}")),
+        "{everything}"
+    );
+}

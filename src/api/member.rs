@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
     plural = "workspacemembers",
     namespaced,
     shortname = "wsm",
-    category = "workspaces",
+    category = "workspaces-dev",
     status = "WorkspaceMemberStatus",
     derive = "PartialEq",
     doc = "A WorkspaceMember gives one subject (a user, a group or a ServiceAccount) one workspace role in the workspace whose namespace it lives in. The operator backs it with one RoleBinding. In a personal workspace a user is invited first and gets access after answering with spec.response: Accepted.",

@@ -43,7 +43,7 @@ pub const GROUP: &str = "workspaces.dev";
 /// The only served (and stored) version.
 pub const VERSION: &str = "v1alpha1";
 /// The category all kinds belong to: `kubectl get workspaces.dev` lists them all.
-pub const CATEGORY: &str = "workspaces";
+pub const CATEGORY: &str = "workspaces-dev";
 
 /// Schema helpers shared by the kinds.
 mod schema {

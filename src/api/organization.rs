@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
     kind = "Organization",
     plural = "organizations",
     shortname = "org",
-    category = "workspaces",
+    category = "workspaces-dev",
     status = "OrganizationStatus",
     derive = "PartialEq",
     doc = "An Organization is an account that owns workspaces. Its admins hold the Owner role in every workspace it owns; its members may be added to those workspaces with WorkspaceMembers. Platform admins set its limits and the defaults applied to every workspace it owns.",

@@ -20,7 +20,7 @@ use super::workspace::AccountRef;
     kind = "WorkspaceTransfer",
     plural = "workspacetransfers",
     shortname = "wst",
-    category = "workspaces",
+    category = "workspaces-dev",
     status = "WorkspaceTransferStatus",
     derive = "PartialEq",
     doc = "A WorkspaceTransfer is a one-shot request to move a Workspace to another owner (a user or an Organization). It runs once an admin of the workspace (source) and the target account (target) have both approved it, keeps everything in the namespace, switches the owner's access and revokes members who do not belong to the new owner. status.impact shows in advance who loses and gains access. Deleting a transfer that has not started cancels it.",

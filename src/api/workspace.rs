@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     kind = "Workspace",
     plural = "workspaces",
     shortname = "ws",
-    category = "workspaces",
+    category = "workspaces-dev",
     status = "WorkspaceStatus",
     derive = "PartialEq",
     doc = "A Workspace is an isolated place for one team's or one environment's work (dev, staging, prod). It is backed by one namespace and RBAC, is owned by a user or an Organization, is shared with WorkspaceMembers who each hold a workspace role, and can be moved to another owner with a WorkspaceTransfer without losing what is inside it.",

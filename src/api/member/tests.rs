@@ -234,7 +234,7 @@ fn crd_is_namespaced_with_columns_and_selectable_subject() {
     assert_eq!(crd.spec.names.short_names, Some(vec!["wsm".to_string()]));
     assert_eq!(
         crd.spec.names.categories,
-        Some(vec!["workspaces".to_string()])
+        Some(vec![crate::api::CATEGORY.to_string()])
     );
     let version = &crd.spec.versions[0];
     assert!(

@@ -244,7 +244,7 @@ fn phases_and_columns() {
     assert_eq!(crd.spec.names.short_names, Some(vec!["wst".to_string()]));
     assert_eq!(
         crd.spec.names.categories,
-        Some(vec!["workspaces".to_string()])
+        Some(vec![crate::api::CATEGORY.to_string()])
     );
     let version = &crd.spec.versions[0];
     assert!(

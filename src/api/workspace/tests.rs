@@ -304,7 +304,7 @@ fn crd_names_scope_columns_and_subresources() {
     assert_eq!(crd.spec.names.short_names, Some(vec!["ws".to_string()]));
     assert_eq!(
         crd.spec.names.categories,
-        Some(vec!["workspaces".to_string()])
+        Some(vec![crate::api::CATEGORY.to_string()])
     );
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
