@@ -47,6 +47,9 @@ pub struct Inputs<'a> {
     pub is_provisioned: &'a (dyn Fn(&Workspace) -> bool + Sync),
     /// Subjects of the workspace's active members.
     pub members: &'a [Subject],
+    /// Subjects of the active members holding the built-in Owner role: like
+    /// the owner, they may edit and delete the Workspace object (SPEC 1.2).
+    pub owner_members: &'a [Subject],
     /// `--max-workspaces-per-user`, `None` for unlimited.
     pub user_limit: Option<u32>,
 }
@@ -269,6 +272,17 @@ pub fn member_subjects(members: &[Subject]) -> Vec<RbacSubject> {
     subjects
 }
 
+/// Who may edit and delete the Workspace object: the owners and the members
+/// holding the Owner role, sorted and without duplicates.
+fn workspace_owners(owners: Vec<RbacSubject>, owner_members: &[Subject]) -> Vec<RbacSubject> {
+    let mut subjects = owners;
+    subjects.extend(member_subjects(owner_members));
+    subjects
+        .sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    subjects.dedup();
+    subjects
+}
+
 /// Labels on every child of a Workspace.
 pub fn child_labels(workspace: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -401,6 +415,10 @@ fn desired(inputs: &Inputs<'_>, namespace: &str, adopted: bool) -> Desired {
             owner_role_name(&name),
             &["get", "update", "patch", "delete"],
         ),
-        owner_role_binding: cluster_role_binding(ws, owner_role_name(&name), owners),
+        owner_role_binding: cluster_role_binding(
+            ws,
+            owner_role_name(&name),
+            workspace_owners(owners, inputs.owner_members),
+        ),
     }
 }

@@ -26,7 +26,10 @@ use self::build::{Blocked, Desired, Plan};
 use super::apply::{apply, delete_if_present, needs_write};
 use super::{Context, labels};
 use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
-use crate::api::{MemberPhase, Subject, Workspace, WorkspacePhase, WorkspaceStatus};
+use crate::api::{
+    MemberPhase, Subject, Workspace, WorkspaceMember, WorkspacePhase, WorkspaceRole,
+    WorkspaceStatus,
+};
 use crate::config::FIELD_MANAGER;
 
 /// Metric label of this controller.
@@ -118,7 +121,10 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     let namespace_name = ws.spec.effective_namespace(&name).to_string();
     let namespace = ctx.world.namespaces.get(&ObjectRef::new(&namespace_name));
-    let members = active_members(&ctx, &namespace_name);
+    let members = active_members(&ctx, &namespace_name, |_| true);
+    let owner_members = active_members(&ctx, &namespace_name, |m| {
+        m.spec.cluster_role_name().is_none() && m.spec.role == Some(WorkspaceRole::Owner)
+    });
     let is_provisioned = |w: &Workspace| holds_namespace(&ctx, w);
     let inputs = build::Inputs {
         workspace: &ws,
@@ -127,6 +133,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         namespace: namespace.as_deref(),
         is_provisioned: &is_provisioned,
         members: &members,
+        owner_members: &owner_members,
         user_limit: ctx.config.workspace_limit_per_user(),
     };
     let plan = build::plan(&inputs);
@@ -139,14 +146,19 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     outcome.map(|()| Action::await_change())
 }
 
-/// Subjects of the Active WorkspaceMembers in `namespace`.
-fn active_members(ctx: &Context, namespace: &str) -> Vec<Subject> {
+/// Subjects of the Active WorkspaceMembers in `namespace` that `pick` selects.
+fn active_members(
+    ctx: &Context,
+    namespace: &str,
+    pick: impl Fn(&WorkspaceMember) -> bool,
+) -> Vec<Subject> {
     ctx.world
         .members
         .state()
         .iter()
         .filter(|m| m.namespace().as_deref() == Some(namespace))
         .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Active))
+        .filter(|m| pick(m))
         .map(|m| m.spec.subject.clone())
         .collect()
 }
