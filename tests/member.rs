@@ -601,10 +601,12 @@ async fn a_service_account_from_another_namespace_gets_its_role() {
     .await;
     assert!(support::can_i(&agent, "get", "secrets", Some(&ws), None).await);
     assert!(!support::can_i(&agent, "create", "deployments.apps", Some(&ws), None).await);
-    assert!(
-        support::can_i(&agent, "get", "workspaces.workspaces.dev", None, Some(&ws)).await,
-        "a member can read its Workspace"
-    );
+    support::wait_for("the agent to read its Workspace", TIMEOUT, || async {
+        support::can_i(&agent, "get", "workspaces.workspaces.dev", None, Some(&ws))
+            .await
+            .then_some(())
+    })
+    .await;
     // A ServiceAccount of the same name elsewhere is someone else.
     let impostor = support::plane()
         .client_as_service_account(&ws, "agent")
@@ -849,17 +851,21 @@ async fn a_deleted_member_loses_access_and_the_owner_never_does() {
     wait_active(&admin, &ws, "owner-as-viewer").await;
     wait_member_count(&admin, &ws, 2).await;
     wait_can(&ivy, &[], "create", "deployments.apps", &ws, true).await;
-    assert!(
+    // The Workspace lets its members read it (its own ClusterRoleBinding,
+    // updated right after the member's RoleBinding).
+    support::wait_for("ivy to read the Workspace", TIMEOUT, || async {
         can(
             &ivy,
             &[],
             "get",
             "workspaces.workspaces.dev",
             None,
-            Some(&ws)
+            Some(&ws),
         )
         .await
-    );
+        .then_some(())
+    })
+    .await;
 
     delete_member(&admin, &ws, "ivy").await;
     wait_can(&ivy, &[], "list", "pods", &ws, false).await;
