@@ -228,20 +228,21 @@ async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
     }
 
     create(&admin, organization(&org, &[&alice], None)).await;
+    // Her RoleBinding in the namespace and her ClusterRoleBinding to the
+    // Workspace object are two writes: wait for both.
     support::wait_for("carol to lose access", TIMEOUT, || async {
-        (!can(&carol, "list", "pods", Some(&name), None).await).then_some(())
-    })
-    .await;
-    assert!(
-        !can(
+        let ns_access = can(&carol, "list", "pods", Some(&name), None).await;
+        let ws_access = can(
             &carol,
             "get",
             "workspaces.workspaces.dev",
             None,
-            Some(&name)
+            Some(&name),
         )
-        .await
-    );
+        .await;
+        (!ns_access && !ws_access).then_some(())
+    })
+    .await;
     assert!(can(&alice, "list", "pods", Some(&name), None).await);
 }
 
