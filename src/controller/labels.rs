@@ -12,6 +12,8 @@ pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=workspace-opera
 
 /// Label: the Workspace a namespace or binding belongs to.
 pub const WORKSPACE: &str = "workspaces.dev/workspace";
+/// Label: the Organization a ClusterRole or ClusterRoleBinding belongs to.
+pub const ORGANIZATION: &str = "workspaces.dev/organization";
 /// Label: the WorkspaceMember a RoleBinding grants.
 pub const MEMBER: &str = "workspaces.dev/member";
 /// Annotation on a namespace: the UID of the Workspace that created (or adopted) it.

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod labels;
 pub mod member;
+pub mod organization;
 pub mod workspace;
 pub mod world;
 
@@ -64,9 +65,11 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
     });
     let workspaces = workspace::run(ctx.clone(), triggers.workspaces);
     let members = member::run(ctx.clone(), triggers.members);
+    let organizations = organization::run(ctx.clone(), triggers.organizations);
     tokio::select! {
         _ = drivers => tracing::error!("a watch stopped"),
         _ = workspaces => tracing::error!("the workspace controller stopped"),
         _ = members => tracing::error!("the member controller stopped"),
+        _ = organizations => tracing::error!("the organization controller stopped"),
     }
 }

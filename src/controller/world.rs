@@ -53,6 +53,8 @@ pub struct Triggers {
     pub workspaces: UnboundedReceiver<ObjectRef<Workspace>>,
     /// WorkspaceMembers to reconcile.
     pub members: UnboundedReceiver<ObjectRef<WorkspaceMember>>,
+    /// Organizations to reconcile.
+    pub organizations: UnboundedReceiver<ObjectRef<Organization>>,
 }
 
 /// The future that drives every watch; it ends only if a watch ends.
@@ -66,9 +68,14 @@ struct Router {
     members: Store<WorkspaceMember>,
     to_workspaces: UnboundedSender<ObjectRef<Workspace>>,
     to_members: UnboundedSender<ObjectRef<WorkspaceMember>>,
+    to_organizations: UnboundedSender<ObjectRef<Organization>>,
 }
 
 impl Router {
+    fn organization(&self, name: &str) {
+        let _ = self.to_organizations.unbounded_send(ObjectRef::new(name));
+    }
+
     fn workspace(&self, name: &str) {
         // A closed channel means the controller is stopping; nothing to do.
         let _ = self.to_workspaces.unbounded_send(ObjectRef::new(name));
@@ -162,9 +169,14 @@ impl Router {
             self.workspace(&name);
         }
         self.members_of_workspace(ws);
+        // The owning Organization counts its workspaces.
+        if ws.spec.owner.kind == crate::api::AccountKind::Organization {
+            self.organization(&ws.spec.owner.name);
+        }
     }
 
     fn on_organization(&self, org: &Organization) {
+        self.organization(&org.name_any());
         let owner = AccountRef::organization(org.name_any());
         for ws in self.workspaces.state() {
             if ws.spec.owner == owner {
@@ -232,10 +244,13 @@ impl Router {
         }
     }
 
-    /// A child carries the name of its Workspace as a label.
+    /// A child carries the name of its Workspace (or Organization) as a label.
     fn on_child<K: Resource>(&self, child: &K) {
         if let Some(name) = child.labels().get(labels::WORKSPACE) {
             self.workspace(name);
+        }
+        if let Some(name) = child.labels().get(labels::ORGANIZATION) {
+            self.organization(name);
         }
     }
 }
@@ -255,23 +270,20 @@ impl World {
         let (assignable_roles, assignable_writer) = reflector::store::<ClusterRole>();
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
+        let (to_organizations, organization_triggers) = unbounded();
         let router = Router {
             workspaces: workspaces.clone(),
             namespaces: namespaces.clone(),
             members: members.clone(),
             to_workspaces,
             to_members,
+            to_organizations,
         };
 
         let all = watcher::Config::default().any_semantic();
         let managed = watcher::Config::default()
             .any_semantic()
             .labels(labels::MANAGED_SELECTOR);
-        let per_workspace = watcher::Config::default().any_semantic().labels(&format!(
-            "{},{}",
-            labels::MANAGED_SELECTOR,
-            labels::WORKSPACE
-        ));
         let assignable = watcher::Config::default()
             .any_semantic()
             .labels(member::ASSIGNABLE_SELECTOR);
@@ -317,7 +329,7 @@ impl World {
                 },
             ),
             drive(
-                watcher(Api::all(client.clone()), managed),
+                watcher(Api::all(client.clone()), managed.clone()),
                 rb_writer,
                 health.watch("rolebindings"),
                 {
@@ -326,7 +338,7 @@ impl World {
                 },
             ),
             drive(
-                watcher(Api::all(client.clone()), per_workspace.clone()),
+                watcher(Api::all(client.clone()), managed.clone()),
                 cr_writer,
                 health.watch("clusterroles"),
                 {
@@ -335,7 +347,7 @@ impl World {
                 },
             ),
             drive(
-                watcher(Api::all(client.clone()), per_workspace),
+                watcher(Api::all(client.clone()), managed.clone()),
                 crb_writer,
                 health.watch("clusterrolebindings"),
                 {
@@ -372,6 +384,7 @@ impl World {
             Triggers {
                 workspaces: workspace_triggers,
                 members: member_triggers,
+                organizations: organization_triggers,
             },
         )
     }

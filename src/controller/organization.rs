@@ -1,0 +1,382 @@
+//! The Organization controller: keeps each organization's admin access
+//! object and its status.
+//!
+//! For an Organization `<org>` it maintains the ClusterRole
+//! `workspaces.dev:organization:<org>:admin` (`get`, `update`, `patch` and the
+//! custom verb `administer` on `organizations/<org>`) and the
+//! ClusterRoleBinding of the same name to the organization's admins. The
+//! `administer` verb is what admission asks the authorizer about ("may this
+//! requester create a Workspace for this organization?"), so admin rights are
+//! judged from the requester's identity by the API server itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::{apply, needs_write};
+use super::{Context, labels};
+use crate::api::conditions::{self, NewCondition, reason};
+use crate::api::{
+    AccountRef, Organization, OrganizationStatus, OrganizationSubjectKind, Workspace,
+};
+use crate::config::FIELD_MANAGER;
+
+/// Metric label of this controller.
+const CONTROLLER: &str = "organization";
+
+/// The custom verb that marks an organization admin, checked by admission.
+pub const ADMINISTER: &str = "administer";
+
+/// Name of the admin ClusterRole (and its binding) of an organization.
+pub fn admin_role_name(org: &str) -> String {
+    format!("workspaces.dev:organization:{org}:admin")
+}
+
+/// What went wrong in one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Server-side apply of the admin role or binding failed.
+    #[error("applying the {kind} failed: {source}")]
+    Apply {
+        /// Which child.
+        kind: &'static str,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Writing status failed.
+    #[error("writing status failed: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// A bounded, PascalCase reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Status(_) => "StatusFailed",
+        }
+    }
+}
+
+fn child_metadata(org: &Organization, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        labels: Some(
+            [
+                (
+                    labels::MANAGED_BY.to_string(),
+                    labels::MANAGED_BY_VALUE.to_string(),
+                ),
+                (labels::ORGANIZATION.to_string(), org.name_any()),
+            ]
+            .into(),
+        ),
+        owner_references: org.controller_owner_ref(&()).map(|r| vec![r]),
+        ..Default::default()
+    }
+}
+
+/// The admin ClusterRole of `org` (pure).
+pub fn admin_role(org: &Organization) -> ClusterRole {
+    let name = org.name_any();
+    ClusterRole {
+        metadata: child_metadata(org, admin_role_name(&name)),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![crate::api::GROUP.to_string()]),
+            resources: Some(vec!["organizations".to_string()]),
+            resource_names: Some(vec![name]),
+            verbs: ["get", "update", "patch", ADMINISTER]
+                .map(String::from)
+                .to_vec(),
+            ..Default::default()
+        }]),
+        aggregation_rule: None,
+    }
+}
+
+/// The binding of the admin ClusterRole to the organization's admins (pure).
+pub fn admin_binding(org: &Organization) -> ClusterRoleBinding {
+    let name = admin_role_name(&org.name_any());
+    let mut subjects: Vec<Subject> = org
+        .spec
+        .admins
+        .iter()
+        .map(|a| Subject {
+            api_group: Some("rbac.authorization.k8s.io".to_string()),
+            kind: match a.kind {
+                OrganizationSubjectKind::User => "User",
+                OrganizationSubjectKind::Group => "Group",
+            }
+            .to_string(),
+            name: a.name.clone(),
+            namespace: None,
+        })
+        .collect();
+    subjects.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    subjects.dedup();
+    ClusterRoleBinding {
+        metadata: child_metadata(org, name.clone()),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_string()),
+            kind: "ClusterRole".to_string(),
+            name,
+        },
+        subjects: Some(subjects),
+    }
+}
+
+/// The status of `org` given every Workspace in the cache (pure).
+pub fn compute_status(
+    org: &Organization,
+    workspaces: &[Arc<Workspace>],
+    now: &Time,
+) -> OrganizationStatus {
+    let owner = AccountRef::organization(org.name_any());
+    let count = workspaces
+        .iter()
+        .filter(|w| w.spec.owner == owner && w.meta().deletion_timestamp.is_none())
+        .count();
+    let generation = org.meta().generation;
+    let mut status = org.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    status.workspaces = Some(count as i32);
+    let limit = org.spec.limits.as_ref().and_then(|l| l.workspaces);
+    let admins = org.spec.admins.len();
+    let message = match limit {
+        Some(limit) => {
+            format!("{count} of at most {limit} workspaces; {admins} admins hold Owner in each.")
+        }
+        None => format!("{count} workspaces; {admins} admins hold Owner in each."),
+    };
+    conditions::set_condition(
+        &mut status.conditions,
+        NewCondition::new(conditions::READY, true, reason::PROVISIONED, message)
+            .observed_generation(generation),
+        now,
+    );
+    status
+}
+
+fn same_status(a: &OrganizationStatus, b: &OrganizationStatus) -> bool {
+    conditions::conditions_equal_ignoring_time(&a.conditions, &b.conditions)
+        && a.observed_generation == b.observed_generation
+        && a.workspaces == b.workspaces
+}
+
+/// Runs the Organization controller until its trigger stream ends.
+pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Organization>>) {
+    ctx.world.synced().await;
+    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    Controller::for_stream(futures::stream::pending(), ctx.world.organizations.clone())
+        .reconcile_on(triggers)
+        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
+        .with_config(config)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "organization reconcile did not complete");
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+fn error_policy(org: Arc<Organization>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(organization = %org.name_any(), reason = err.reason(), error = %err, "reconcile failed");
+    ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    if org.meta().deletion_timestamp.is_some() {
+        // The admin role and binding carry an ownerReference: garbage
+        // collection removes them with the Organization.
+        return Ok(Action::await_change());
+    }
+    let role = admin_role(&org);
+    let cached = ctx
+        .world
+        .cluster_roles
+        .get(&ObjectRef::new(&role.name_any()));
+    if needs_write(cached.as_deref(), &role) {
+        ctx.metrics.write(CONTROLLER, "clusterroles");
+        apply(&Api::<ClusterRole>::all(ctx.client.clone()), &role)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "admin ClusterRole",
+                source,
+            })?;
+    }
+    let binding = admin_binding(&org);
+    let cached = ctx
+        .world
+        .cluster_role_bindings
+        .get(&ObjectRef::new(&binding.name_any()));
+    if needs_write(cached.as_deref(), &binding) {
+        ctx.metrics.write(CONTROLLER, "clusterrolebindings");
+        apply(
+            &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+            &binding,
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "admin ClusterRoleBinding",
+            source,
+        })?;
+    }
+
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = compute_status(&org, &ctx.world.workspaces.state(), &now);
+    let previous = org.status.clone().unwrap_or_default();
+    if !same_status(&previous, &status) {
+        let body = json!({
+            "apiVersion": Organization::api_version(&()),
+            "kind": Organization::kind(&()),
+            "status": status,
+        });
+        ctx.metrics.write(CONTROLLER, "organizations/status");
+        Api::<Organization>::all(ctx.client.clone())
+            .patch_status(
+                &org.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(Error::Status)?;
+        if !conditions::is_true(&previous.conditions, conditions::READY) {
+            let event = KubeEvent {
+                type_: EventType::Normal,
+                reason: reason::PROVISIONED.to_string(),
+                note: Some(format!(
+                    "Organization {} is ready; its admins may create workspaces for it.",
+                    org.name_any()
+                )),
+                action: "Reconcile".to_string(),
+                secondary: None,
+            };
+            ctx.metrics.write(CONTROLLER, "events");
+            if let Err(err) = ctx.recorder.publish(&event, &org.object_ref(&())).await {
+                tracing::warn!(error = %err, "could not record an event");
+            }
+        }
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{OrganizationLimits, OrganizationSpec, OrganizationSubject, WorkspaceSpec};
+
+    fn org(admins: Vec<OrganizationSubject>, limit: Option<i32>) -> Organization {
+        let mut org = Organization::new(
+            "acme",
+            OrganizationSpec {
+                admins,
+                limits: limit.map(|l| OrganizationLimits {
+                    workspaces: Some(l),
+                    members_per_workspace: None,
+                }),
+                ..Default::default()
+            },
+        );
+        org.metadata.uid = Some("uid-acme".into());
+        org.metadata.generation = Some(3);
+        org
+    }
+
+    fn workspace(name: &str, owner: AccountRef) -> Arc<Workspace> {
+        Arc::new(Workspace::new(
+            name,
+            WorkspaceSpec {
+                owner,
+                handle: None,
+                description: None,
+                namespace: None,
+                deletion_policy: Default::default(),
+                deletion_protection: false,
+            },
+        ))
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn admin_role_grants_administer_on_this_organization_only() {
+        let role = admin_role(&org(vec![], None));
+        assert_eq!(role.name_any(), "workspaces.dev:organization:acme:admin");
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0].resource_names.as_deref(),
+            Some(&["acme".to_string()][..])
+        );
+        assert!(rules[0].verbs.contains(&ADMINISTER.to_string()));
+        assert!(!rules[0].verbs.contains(&"delete".to_string()));
+        assert_eq!(role.metadata.owner_references.unwrap()[0].uid, "uid-acme");
+    }
+
+    #[test]
+    fn admin_binding_lists_admins_sorted_without_duplicates() {
+        let binding = admin_binding(&org(
+            vec![
+                OrganizationSubject::user("zed@acme.io"),
+                OrganizationSubject::group("acme-admins"),
+                OrganizationSubject::user("alice@acme.io"),
+            ],
+            None,
+        ));
+        let names: Vec<_> = binding
+            .subjects
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.kind, s.name))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("Group".into(), "acme-admins".into()),
+                ("User".into(), "alice@acme.io".into()),
+                ("User".into(), "zed@acme.io".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn status_counts_the_organizations_workspaces_only() {
+        let all = vec![
+            workspace("a", AccountRef::organization("acme")),
+            workspace("b", AccountRef::organization("acme")),
+            workspace("c", AccountRef::organization("globex")),
+            workspace("d", AccountRef::user("acme")),
+        ];
+        let status = compute_status(&org(vec![], Some(10)), &all, &now());
+        assert_eq!(status.workspaces, Some(2));
+        assert_eq!(status.observed_generation, Some(3));
+        let ready = conditions::find_condition(&status.conditions, conditions::READY).unwrap();
+        assert_eq!(ready.status, "True");
+        assert!(ready.message.contains("2 of at most 10"));
+    }
+
+    #[test]
+    fn unchanged_status_is_recognised_whatever_the_time() {
+        let mut o = org(vec![], None);
+        let first = compute_status(&o, &[], &now());
+        o.status = Some(first.clone());
+        let later = compute_status(&o, &[], &Time(k8s_openapi::jiff::Timestamp::now()));
+        assert!(same_status(&first, &later));
+    }
+}
