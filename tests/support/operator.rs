@@ -51,8 +51,10 @@ fn workdir(plane: &ControlPlane) -> PathBuf {
     })
 }
 
-/// A kubeconfig holding a fresh token of the operator's ServiceAccount.
-fn operator_kubeconfig(plane: &ControlPlane) -> PathBuf {
+/// A kubeconfig holding a fresh token of the operator's ServiceAccount: the
+/// operator's own identity, for the operator and for anything that must act
+/// exactly as it does.
+pub fn operator_kubeconfig(plane: &ControlPlane) -> PathBuf {
     let path = workdir(plane).join("operator.kubeconfig");
     if path.exists() {
         return path;
