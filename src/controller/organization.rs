@@ -10,18 +10,14 @@
 //! judged from the requester's identity by the API server itself.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use super::apply::{apply, needs_write};
 use super::{Context, labels};
@@ -29,7 +25,6 @@ use crate::api::conditions::{self, NewCondition, reason};
 use crate::api::{
     AccountRef, Organization, OrganizationStatus, OrganizationSubjectKind, Workspace,
 };
-use crate::config::FIELD_MANAGER;
 
 /// Metric label of this controller.
 const CONTROLLER: &str = "organization";
@@ -58,9 +53,9 @@ pub enum Error {
     Status(#[source] kube::Error),
 }
 
-impl Error {
+impl super::ReconcileError for Error {
     /// A bounded, PascalCase reason for metrics.
-    pub fn reason(&self) -> &'static str {
+    fn reason(&self) -> &'static str {
         match self {
             Error::Apply { .. } => "ApplyFailed",
             Error::Status(_) => "StatusFailed",
@@ -175,26 +170,8 @@ fn same_status(a: &OrganizationStatus, b: &OrganizationStatus) -> bool {
 
 /// Runs the Organization controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Organization>>) {
-    ctx.world.synced().await;
-    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
-    Controller::for_stream(futures::stream::pending(), ctx.world.organizations.clone())
-        .reconcile_on(triggers)
-        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
-        .with_config(config)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "organization reconcile did not complete");
-            }
-            futures::future::ready(())
-        })
-        .await;
-}
-
-fn error_policy(org: Arc<Organization>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(organization = %org.name_any(), reason = err.reason(), error = %err, "reconcile failed");
-    ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
-    Action::requeue(Duration::from_secs(5))
+    let store = ctx.world.organizations.clone();
+    super::run_controller(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -240,35 +217,21 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
     let status = compute_status(&org, &ctx.world.workspaces.state(), &now);
     let previous = org.status.clone().unwrap_or_default();
     if !same_status(&previous, &status) {
-        let body = json!({
-            "apiVersion": Organization::api_version(&()),
-            "kind": Organization::kind(&()),
-            "status": status,
-        });
-        ctx.metrics.write(CONTROLLER, "organizations/status");
-        Api::<Organization>::all(ctx.client.clone())
-            .patch_status(
-                &org.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .map_err(Error::Status)?;
-        if !conditions::is_true(&previous.conditions, conditions::READY) {
-            let event = KubeEvent {
-                type_: EventType::Normal,
-                reason: reason::PROVISIONED.to_string(),
-                note: Some(format!(
-                    "Organization {} is ready; its admins may create workspaces for it.",
-                    org.name_any()
-                )),
-                action: "Reconcile".to_string(),
-                secondary: None,
-            };
-            ctx.metrics.write(CONTROLLER, "events");
-            if let Err(err) = ctx.recorder.publish(&event, &org.object_ref(&())).await {
-                tracing::warn!(error = %err, "could not record an event");
-            }
+        let api: Api<Organization> = Api::all(ctx.client.clone());
+        super::apply_status(
+            &ctx,
+            CONTROLLER,
+            "organizations/status",
+            &api,
+            &org.name_any(),
+            &status,
+        )
+        .await
+        .map_err(Error::Status)?;
+        if let Some((type_, reason, message)) =
+            super::ready_event(&previous.conditions, &status.conditions)
+        {
+            super::publish(&ctx, CONTROLLER, &*org, type_, &reason, message).await;
         }
     }
     Ok(Action::await_change())

@@ -18,25 +18,19 @@
 pub mod build;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use self::build::Plan;
 use super::apply::{apply, delete_if_present, needs_write};
-use super::{Context, labels};
-use crate::api::conditions;
+use super::{Context, ReconcileError, labels};
 use crate::api::{AccountKind, WorkspaceMember, WorkspaceMemberStatus};
-use crate::config::FIELD_MANAGER;
 
 /// Label a cluster admin puts on a ClusterRole that members may be given
 /// (besides listing it in `--assignable-cluster-roles`).
@@ -61,9 +55,9 @@ pub enum Error {
     Status(#[source] kube::Error),
 }
 
-impl Error {
+impl super::ReconcileError for Error {
     /// A bounded, PascalCase reason for conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
+    fn reason(&self) -> &'static str {
         match self {
             Error::Apply(_) => "ApplyFailed",
             Error::Delete(_) => "DeleteFailed",
@@ -74,33 +68,8 @@ impl Error {
 
 /// Runs the WorkspaceMember controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<WorkspaceMember>>) {
-    ctx.world.synced().await;
-    tracing::info!("caches synced; reconciling workspace members");
-    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
-    Controller::for_stream(futures::stream::pending(), ctx.world.members.clone())
-        .reconcile_on(triggers)
-        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
-        .with_config(config)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "member reconcile did not complete");
-            }
-            futures::future::ready(())
-        })
-        .await;
-}
-
-fn error_policy(member: Arc<WorkspaceMember>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(
-        namespace = member.namespace().unwrap_or_default(),
-        member = %member.name_any(),
-        reason = err.reason(),
-        error = %err,
-        "reconcile failed"
-    );
-    ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
-    Action::requeue(Duration::from_secs(5))
+    let store = ctx.world.members.clone();
+    super::run_controller(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 /// Whether `name` may be given to members: listed in the operator's
@@ -247,54 +216,22 @@ async fn write_status(
     if build::same_status(&previous, &status) {
         return Ok(());
     }
-    let namespace = member.namespace().unwrap_or_default();
-    let api: Api<WorkspaceMember> = Api::namespaced(ctx.client.clone(), &namespace);
-    let body = json!({
-        "apiVersion": WorkspaceMember::api_version(&()),
-        "kind": WorkspaceMember::kind(&()),
-        "status": status,
-    });
-    ctx.metrics.write(CONTROLLER, "workspacemembers/status");
-    api.patch_status(
+    let api: Api<WorkspaceMember> =
+        Api::namespaced(ctx.client.clone(), &member.namespace().unwrap_or_default());
+    super::apply_status(
+        ctx,
+        CONTROLLER,
+        "workspacemembers/status",
+        &api,
         &member.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
+        &status,
     )
     .await
     .map_err(Error::Status)?;
-    let ready = |s: &WorkspaceMemberStatus| {
-        conditions::find_condition(&s.conditions, conditions::READY)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-    };
-    if let (Some((state, reason, message)), old) = (ready(&status), ready(&previous)) {
-        if old.as_ref().map(|o| (&o.0, &o.1)) != Some((&state, &reason)) {
-            let type_ = if state == "True" {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            publish(ctx, member, type_, reason, message).await;
-        }
+    if let Some((type_, reason, message)) =
+        super::ready_event(&previous.conditions, &status.conditions)
+    {
+        super::publish(ctx, CONTROLLER, member, type_, &reason, message).await;
     }
     Ok(())
-}
-
-async fn publish(
-    ctx: &Context,
-    member: &WorkspaceMember,
-    type_: EventType,
-    reason: String,
-    note: String,
-) {
-    let event = KubeEvent {
-        type_,
-        reason,
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    ctx.metrics.write(CONTROLLER, "events");
-    if let Err(err) = ctx.recorder.publish(&event, &member.object_ref(&())).await {
-        tracing::warn!(error = %err, "could not record an event");
-    }
 }

@@ -9,22 +9,21 @@ pub mod build;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::build::{Blocked, Desired, Plan};
 use super::apply::{apply, delete_if_present, needs_write};
-use super::{Context, labels};
+use super::{Context, ReconcileError, labels};
 use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
 use crate::api::{
     MemberPhase, Subject, Workspace, WorkspaceMember, WorkspacePhase, WorkspaceRole,
@@ -65,9 +64,9 @@ pub enum Error {
     Crd(#[source] kube::Error),
 }
 
-impl Error {
+impl super::ReconcileError for Error {
     /// A bounded, PascalCase reason for conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
+    fn reason(&self) -> &'static str {
         match self {
             Error::Apply { .. } => "ApplyFailed",
             Error::Delete { .. } => "DeleteFailed",
@@ -80,27 +79,8 @@ impl Error {
 
 /// Runs the Workspace controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Workspace>>) {
-    ctx.world.synced().await;
-    tracing::info!("caches synced; reconciling workspaces");
-    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
-    Controller::for_stream(futures::stream::pending(), ctx.world.workspaces.clone())
-        .reconcile_on(triggers)
-        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
-        .with_config(config)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "workspace reconcile did not complete");
-            }
-            futures::future::ready(())
-        })
-        .await;
-}
-
-fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(workspace = %ws.name_any(), reason = err.reason(), error = %err, "reconcile failed");
-    ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
-    Action::requeue(Duration::from_secs(5))
+    let store = ctx.world.workspaces.clone();
+    super::run_controller(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -426,61 +406,26 @@ async fn write_status(ws: &Workspace, status: WorkspaceStatus, ctx: &Context) ->
         return Ok(());
     }
     let api: Api<Workspace> = Api::all(ctx.client.clone());
-    let body = json!({
-        "apiVersion": Workspace::api_version(&()),
-        "kind": Workspace::kind(&()),
-        "status": status,
-    });
-    ctx.metrics.write(CONTROLLER, "workspaces/status");
-    api.patch_status(
+    super::apply_status(
+        ctx,
+        CONTROLLER,
+        "workspaces/status",
+        &api,
         &ws.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
+        &status,
     )
     .await
     .map_err(Error::Status)?;
-    let ready = |s: &WorkspaceStatus| {
-        conditions::find_condition(&s.conditions, conditions::READY)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-    };
-    if let (Some(new), old) = (ready(&status), ready(&previous)) {
-        if old.as_ref().map(|o| (&o.0, &o.1)) != Some((&new.0, &new.1)) {
-            let type_ = if new.0 == "True" {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            let reason = conditions::find_condition(&status.conditions, conditions::READY)
-                .map(|c| c.reason.clone())
-                .unwrap_or_default();
-            publish_owned(ctx, ws, type_, reason, new.2).await;
-        }
+    if let Some((type_, reason, message)) =
+        super::ready_event(&previous.conditions, &status.conditions)
+    {
+        publish(ctx, ws, type_, &reason, message).await;
     }
     Ok(())
 }
 
 async fn publish(ctx: &Context, ws: &Workspace, type_: EventType, reason: &str, note: String) {
-    publish_owned(ctx, ws, type_, reason.to_string(), note).await;
-}
-
-async fn publish_owned(
-    ctx: &Context,
-    ws: &Workspace,
-    type_: EventType,
-    reason: String,
-    note: String,
-) {
-    let event = KubeEvent {
-        type_,
-        reason,
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    ctx.metrics.write(CONTROLLER, "events");
-    if let Err(err) = ctx.recorder.publish(&event, &ws.object_ref(&())).await {
-        tracing::warn!(error = %err, "could not record an event");
-    }
+    super::publish(ctx, CONTROLLER, ws, type_, reason, note).await;
 }
 
 /// Whether the Workspace CRD itself is being removed: then namespaces are
