@@ -509,28 +509,39 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         retain(ws, &ns_name, ctx).await?;
     }
 
+    // The access objects also carry an ownerReference to the Workspace;
+    // deleting them here takes the access away before the Workspace is gone.
     for role in [
         build::reader_role_name(&name),
         build::owner_role_name(&name),
     ] {
-        ctx.metrics.write(CONTROLLER, "clusterrolebindings");
-        delete_if_present(
-            &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-            &role,
-            None,
-        )
-        .await
-        .map_err(|source| Error::Delete {
-            kind: "ClusterRoleBinding",
-            source,
-        })?;
-        ctx.metrics.write(CONTROLLER, "clusterroles");
-        delete_if_present(&Api::<ClusterRole>::all(ctx.client.clone()), &role, None)
+        let key = ObjectRef::new(&role);
+        if let Some(binding) = ctx.world.cluster_role_bindings.get(&key) {
+            ctx.metrics.write(CONTROLLER, "clusterrolebindings");
+            delete_if_present(
+                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+                &role,
+                binding.uid(),
+            )
+            .await
+            .map_err(|source| Error::Delete {
+                kind: "ClusterRoleBinding",
+                source,
+            })?;
+        }
+        if let Some(cluster_role) = ctx.world.cluster_roles.get(&ObjectRef::new(&role)) {
+            ctx.metrics.write(CONTROLLER, "clusterroles");
+            delete_if_present(
+                &Api::<ClusterRole>::all(ctx.client.clone()),
+                &role,
+                cluster_role.uid(),
+            )
             .await
             .map_err(|source| Error::Delete {
                 kind: "ClusterRole",
                 source,
             })?;
+        }
     }
     let finalizers: Vec<String> = ws
         .finalizers()
