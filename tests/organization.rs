@@ -136,3 +136,117 @@ async fn status_counts_workspaces_and_reports_ready() {
     }
     count(2).await;
 }
+
+#[tokio::test]
+async fn workspace_defaults_are_applied_repaired_and_removed_with_the_organization_setting() {
+    use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::api::DeleteParams;
+
+    let plane = support::plane();
+    support::operator::operator();
+    let admin = plane.admin().await;
+    let org = support::unique("org-defaults");
+    let ws = support::unique("defaulted");
+    let mut spec = organization(&org, &["owner@example.com"]);
+    spec["spec"]["workspaceDefaults"] = json!({
+        "resourceQuota": {"hard": {"pods": "10", "requests.cpu": "2000m"}},
+        "limitRange": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]},
+        "networkIsolation": true,
+    });
+    apply(&admin, spec.clone()).await;
+    apply(
+        &admin,
+        json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": ws},
+               "spec": {"owner": {"kind": "Organization", "name": org}}}),
+    )
+    .await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(admin.clone(), &ws);
+    let limits: Api<LimitRange> = Api::namespaced(admin.clone(), &ws);
+    let policies: Api<NetworkPolicy> = Api::namespaced(admin.clone(), &ws);
+    let present = || async {
+        let q = quotas.get_opt("workspaces.dev-defaults").await.ok()??;
+        limits.get_opt("workspaces.dev-defaults").await.ok()??;
+        policies.get_opt("workspaces.dev-isolation").await.ok()??;
+        Some(q)
+    };
+    let quota =
+        support::wait_for("the defaults in the workspace namespace", TIMEOUT, present).await;
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert_eq!(hard.get("pods").map(|q| q.0.as_str()), Some("10"));
+
+    // Converged: touching the Workspace makes the operator look again, and it
+    // writes nothing for it (quantities compare by amount, not by spelling).
+    let operator = support::operator::operator();
+    let reconciles = || {
+        operator
+            .get("/metrics")
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|l| {
+                        l.starts_with(
+                            "workspace_operator_reconciles_total{controller=\"workspace\"}",
+                        )
+                    })
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            })
+            .unwrap_or(0.0)
+    };
+    let mark = plane.audit_mark();
+    let before = reconciles();
+    let workspaces: Api<workspace_operator::api::Workspace> = Api::all(admin.clone());
+    workspaces
+        .patch(
+            &ws,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    support::wait_for(
+        "the operator to reconcile the workspace again",
+        TIMEOUT,
+        || async { (reconciles() > before).then_some(()) },
+    )
+    .await;
+    let writes: Vec<_> = plane
+        .writes_since(mark, support::operator::OPERATOR_USER)
+        .into_iter()
+        .filter(|w| w.namespace == ws || w.name == ws)
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes for a converged workspace: {writes:?}"
+    );
+
+    // A tenant cannot touch the quota; an admin deleting it sees it come back.
+    let owner = plane.client_as("owner@example.com", &[]).await;
+    assert!(!support::can_i(&owner, "delete", "resourcequotas", Some(&ws), None).await);
+    quotas
+        .delete("workspaces.dev-defaults", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for("the quota to be restored", TIMEOUT, || async {
+        quotas
+            .get_opt("workspaces.dev-defaults")
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+
+    // Dropping the defaults from the organization removes them.
+    spec["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("workspaceDefaults");
+    apply(&admin, spec).await;
+    support::wait_for("the defaults to be removed", TIMEOUT, || async {
+        let q = quotas.get_opt("workspaces.dev-defaults").await.ok()?;
+        let l = limits.get_opt("workspaces.dev-defaults").await.ok()?;
+        let p = policies.get_opt("workspaces.dev-isolation").await.ok()?;
+        (q.is_none() && l.is_none() && p.is_none()).then_some(())
+    })
+    .await;
+}

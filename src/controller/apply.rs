@@ -131,6 +131,54 @@ impl UpToDate for ClusterRole {
     }
 }
 
+impl UpToDate for k8s_openapi::api::core::v1::ResourceQuota {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        let (a, d) = (
+            self.spec.clone().unwrap_or_default(),
+            desired.spec.clone().unwrap_or_default(),
+        );
+        metadata_matches(self, desired)
+            && super::workspace::defaults::same_quantities(a.hard.as_ref(), d.hard.as_ref())
+            && a.scopes.unwrap_or_default() == d.scopes.unwrap_or_default()
+            && a.scope_selector == d.scope_selector
+    }
+}
+
+impl UpToDate for k8s_openapi::api::core::v1::LimitRange {
+    /// The API server fills in what a LimitRange leaves out (for containers,
+    /// `defaultRequest` from `default`), so only what the desired object sets
+    /// is compared.
+    fn up_to_date(&self, desired: &Self) -> bool {
+        use super::workspace::defaults::same_quantities;
+        let set = |a: Option<&BTreeMap<String, _>>, d: Option<&BTreeMap<String, _>>| {
+            d.is_none() || same_quantities(a, d)
+        };
+        let (a, d) = (
+            self.spec.clone().unwrap_or_default(),
+            desired.spec.clone().unwrap_or_default(),
+        );
+        metadata_matches(self, desired)
+            && a.limits.len() == d.limits.len()
+            && a.limits.iter().zip(&d.limits).all(|(x, y)| {
+                x.type_ == y.type_
+                    && set(x.default.as_ref(), y.default.as_ref())
+                    && set(x.default_request.as_ref(), y.default_request.as_ref())
+                    && set(x.max.as_ref(), y.max.as_ref())
+                    && set(x.min.as_ref(), y.min.as_ref())
+                    && set(
+                        x.max_limit_request_ratio.as_ref(),
+                        y.max_limit_request_ratio.as_ref(),
+                    )
+            })
+    }
+}
+
+impl UpToDate for k8s_openapi::api::networking::v1::NetworkPolicy {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        metadata_matches(self, desired) && self.spec == desired.spec
+    }
+}
+
 /// Whether `cached` (if any) already matches `desired`.
 pub fn needs_write<C, D>(cached: Option<&C>, desired: &D) -> bool
 where

@@ -10,7 +10,8 @@ use std::pin::Pin;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
@@ -45,6 +46,12 @@ pub struct World {
     /// ClusterRoles a cluster admin labelled `workspaces.dev/assignable=true`
     /// (only those are watched: reading every ClusterRole would be costly).
     pub assignable_roles: Store<ClusterRole>,
+    /// ResourceQuotas the operator manages (organization defaults).
+    pub quotas: Store<ResourceQuota>,
+    /// LimitRanges the operator manages (organization defaults).
+    pub limit_ranges: Store<LimitRange>,
+    /// NetworkPolicies the operator manages (organization defaults).
+    pub network_policies: Store<NetworkPolicy>,
 }
 
 /// Reconcile triggers, one stream per controller.
@@ -268,6 +275,9 @@ impl World {
         let (cluster_roles, cr_writer) = reflector::store::<ClusterRole>();
         let (cluster_role_bindings, crb_writer) = reflector::store::<ClusterRoleBinding>();
         let (assignable_roles, assignable_writer) = reflector::store::<ClusterRole>();
+        let (quotas, quota_writer) = reflector::store::<ResourceQuota>();
+        let (limit_ranges, limit_range_writer) = reflector::store::<LimitRange>();
+        let (network_policies, network_policy_writer) = reflector::store::<NetworkPolicy>();
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
@@ -356,12 +366,39 @@ impl World {
                 },
             ),
             drive(
-                watcher(Api::all(client), assignable),
+                watcher(Api::all(client.clone()), assignable),
                 assignable_writer,
                 health.watch("assignable-clusterroles"),
                 {
-                    let r = router;
+                    let r = router.clone();
                     move |cr: &ClusterRole| r.on_assignable_role(cr)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), managed.clone()),
+                quota_writer,
+                health.watch("resourcequotas"),
+                {
+                    let r = router.clone();
+                    move |q: &ResourceQuota| r.on_child(q)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), managed.clone()),
+                limit_range_writer,
+                health.watch("limitranges"),
+                {
+                    let r = router.clone();
+                    move |l: &LimitRange| r.on_child(l)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), managed.clone()),
+                network_policy_writer,
+                health.watch("networkpolicies"),
+                {
+                    let r = router.clone();
+                    move |n: &NetworkPolicy| r.on_child(n)
                 },
             ),
         ];
@@ -377,6 +414,9 @@ impl World {
             cluster_roles,
             cluster_role_bindings,
             assignable_roles,
+            quotas,
+            limit_ranges,
+            network_policies,
         };
         (
             world,
@@ -400,6 +440,9 @@ impl World {
             Box::pin(self.cluster_roles.wait_until_ready()),
             Box::pin(self.cluster_role_bindings.wait_until_ready()),
             Box::pin(self.assignable_roles.wait_until_ready()),
+            Box::pin(self.quotas.wait_until_ready()),
+            Box::pin(self.limit_ranges.wait_until_ready()),
+            Box::pin(self.network_policies.wait_until_ready()),
         ])
         .await;
     }

@@ -82,6 +82,8 @@ pub struct Desired {
     pub owner_role: ClusterRole,
     /// Binds the owner role to the owners.
     pub owner_role_binding: ClusterRoleBinding,
+    /// The owning Organization's `workspaceDefaults` in the namespace.
+    pub defaults: super::defaults::Defaults,
 }
 
 /// The decision for one Workspace.
@@ -420,5 +422,6 @@ fn desired(inputs: &Inputs<'_>, namespace: &str, adopted: bool) -> Desired {
             owner_role_name(&name),
             workspace_owners(owners, inputs.owner_members),
         ),
+        defaults: super::defaults::build(inputs.organization, namespace, &child_labels(&name)),
     }
 }

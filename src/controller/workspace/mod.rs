@@ -5,6 +5,7 @@
 //! -> apply (only what differs) -> status (only when it changed).
 
 pub mod build;
+pub mod defaults;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -259,6 +260,79 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
                     kind: "ClusterRoleBinding",
                     source,
                 })?;
+        }
+    }
+
+    let defaults = &desired.defaults;
+    sync_optional(
+        ctx,
+        &world.quotas,
+        &ns_name,
+        defaults::DEFAULTS_NAME,
+        defaults.quota.as_ref(),
+        "resourcequotas",
+    )
+    .await?;
+    sync_optional(
+        ctx,
+        &world.limit_ranges,
+        &ns_name,
+        defaults::DEFAULTS_NAME,
+        defaults.limit_range.as_ref(),
+        "limitranges",
+    )
+    .await?;
+    sync_optional(
+        ctx,
+        &world.network_policies,
+        &ns_name,
+        defaults::ISOLATION_NAME,
+        defaults.isolation.as_ref(),
+        "networkpolicies",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Keeps one optional namespaced child: applied when wanted and different
+/// from the cache, deleted when not wanted and present.
+async fn sync_optional<K>(
+    ctx: &Context,
+    store: &kube::runtime::reflector::Store<K>,
+    namespace: &str,
+    name: &str,
+    desired: Option<&K>,
+    resource: &'static str,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + super::apply::UpToDate,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let cached = store.get(&ObjectRef::new(name).within(namespace));
+    match desired {
+        Some(desired) if needs_write(cached.as_deref(), desired) => {
+            ctx.metrics.write(CONTROLLER, resource);
+            apply(&api, desired).await.map_err(|source| Error::Apply {
+                kind: resource,
+                source,
+            })?;
+        }
+        Some(_) => {}
+        None => {
+            if let Some(stale) = cached {
+                ctx.metrics.write(CONTROLLER, resource);
+                delete_if_present(&api, name, stale.uid())
+                    .await
+                    .map_err(|source| Error::Delete {
+                        kind: resource,
+                        source,
+                    })?;
+            }
         }
     }
     Ok(())
@@ -576,6 +650,36 @@ async fn retain(ws: &Workspace, ns_name: &str, ctx: &Context) -> Result<(), Erro
                 source,
             })?;
     }
+    // The organization's defaults (quota, limit range, network policy) are
+    // the operator's too.
+    let world = &ctx.world;
+    sync_optional(
+        ctx,
+        &world.quotas,
+        ns_name,
+        defaults::DEFAULTS_NAME,
+        None,
+        "resourcequotas",
+    )
+    .await?;
+    sync_optional(
+        ctx,
+        &world.limit_ranges,
+        ns_name,
+        defaults::DEFAULTS_NAME,
+        None,
+        "limitranges",
+    )
+    .await?;
+    sync_optional(
+        ctx,
+        &world.network_policies,
+        ns_name,
+        defaults::ISOLATION_NAME,
+        None,
+        "networkpolicies",
+    )
+    .await?;
     // Applying an object with none of the operator's fields releases them:
     // the labels and annotations the operator set go, everyone else's stay.
     let release = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns_name}});
