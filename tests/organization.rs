@@ -193,9 +193,18 @@ async fn workspace_defaults_are_applied_repaired_and_removed_with_the_organizati
             })
             .unwrap_or(0.0)
     };
+    let workspaces: Api<workspace_operator::api::Workspace> = Api::all(admin.clone());
+    support::wait_for("the workspace to be Ready", TIMEOUT, || async {
+        let w = workspaces.get(&ws).await.ok()?;
+        w.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await;
     let mark = plane.audit_mark();
     let before = reconciles();
-    let workspaces: Api<workspace_operator::api::Workspace> = Api::all(admin.clone());
     workspaces
         .patch(
             &ws,

@@ -29,7 +29,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::operator::OPERATOR_NAMESPACE;
-use workspace_operator::api::{Organization, Workspace, WorkspaceMember, WorkspaceTransfer};
+use workspace_operator::api::{
+    AccountKind, Organization, Workspace, WorkspaceMember, WorkspaceTransfer,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -537,7 +539,20 @@ async fn grants_of(admin: &Client, user: &str, groups: &[String]) -> BTreeSet<St
         .list(&ListParams::default())
         .await
         .expect("list ClusterRoleBindings");
+    // A Workspace the attacker created for themself gives them access to
+    // that Workspace object (even while it is blocked): their own, not a gain.
+    let own_workspaces: BTreeSet<String> = Api::<Workspace>::all(admin.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list Workspaces")
+        .into_iter()
+        .filter(|w| w.spec.owner.kind == AccountKind::User && w.spec.owner.name == user)
+        .map(|w| format!("workspaces.dev:workspace:{}:owner", w.name_any()))
+        .collect();
     for crb in crbs {
+        if own_workspaces.contains(&crb.name_any()) {
+            continue;
+        }
         if crb
             .subjects
             .iter()

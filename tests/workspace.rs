@@ -361,6 +361,34 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
     let owner = format!("{name}@example.com");
     create(&admin, workspace(&name, "User", &owner, json!({}))).await;
     wait_ready(&admin, &name, "False", "NamespaceConflict").await;
+    // The owner gets nothing in the namespace, but may see the blocked
+    // Workspace (to learn why) and delete it.
+    support::wait_for(
+        "the owner to read the blocked workspace",
+        TIMEOUT,
+        || async {
+            can(
+                &owner,
+                "get",
+                "workspaces.workspaces.dev",
+                None,
+                Some(&name),
+            )
+            .await
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        can(
+            &owner,
+            "delete",
+            "workspaces.workspaces.dev",
+            None,
+            Some(&name)
+        )
+        .await
+    );
     let ns = namespaces.get(&name).await.unwrap();
     assert!(
         ns.labels().get("workspaces.dev/workspace").is_none(),

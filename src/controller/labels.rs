@@ -48,10 +48,25 @@ pub fn is_label_value(value: &str) -> bool {
                 && value.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
 
-/// Whether a label or annotation key is one the operator manages (and so may
-/// remove): everything under `workspaces.dev/` except what admins set.
+/// Every label and annotation key the operator sets on what it creates.
+pub const OPERATOR_KEYS: &[&str] = &[
+    WORKSPACE,
+    MEMBER,
+    WORKSPACE_UID,
+    OWNER_KIND,
+    OWNER,
+    HANDLE,
+    ADOPTED,
+    ACCESS,
+    ORGANIZATION,
+];
+
+/// Whether a label or annotation key is one the operator sets (and so may
+/// remove). Other `workspaces.dev/` keys, such as the admin's
+/// [`ADOPT`] annotation or a key someone else invented, are not the
+/// operator's: it never fights over them.
 pub fn is_operator_key(key: &str) -> bool {
-    key.starts_with("workspaces.dev/") && key != ADOPT
+    OPERATOR_KEYS.contains(&key)
 }
 
 #[cfg(test)]
@@ -75,5 +90,6 @@ mod tests {
         assert!(is_operator_key(WORKSPACE_UID));
         assert!(!is_operator_key(ADOPT));
         assert!(!is_operator_key("argocd.argoproj.io/instance"));
+        assert!(!is_operator_key("workspaces.dev/someone-elses"));
     }
 }

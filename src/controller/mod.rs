@@ -41,6 +41,66 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes events.
     pub recorder: Recorder,
+    /// The statuses this process wrote last, by object UID (a hash of each,
+    /// timestamps left out): the cache can lag behind the operator's own
+    /// write, and a reconcile in that window must not write the same status
+    /// again.
+    pub written: WrittenStatuses,
+}
+
+/// Hashes of the statuses the operator wrote last, with the resourceVersion
+/// each write produced, by object UID.
+#[derive(Default)]
+pub struct WrittenStatuses(std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>);
+
+impl WrittenStatuses {
+    /// Entries kept at most; past that the memory starts over (at worst one
+    /// repeated status write per object follows).
+    const MAX: usize = 100_000;
+
+    /// A hash of `status` that ignores `lastTransitionTime`.
+    fn fingerprint<S: serde::Serialize>(status: &S) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut value = serde_json::to_value(status).unwrap_or_default();
+        if let Some(conditions) = value.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+            for condition in conditions.iter_mut().filter_map(|c| c.as_object_mut()) {
+                condition.remove("lastTransitionTime");
+            }
+            conditions.sort_by_key(|c| c.get("type").and_then(|t| t.as_str()).map(str::to_string));
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        value.to_string().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Whether this process wrote `status` for `uid` last and the cached
+    /// object (at `cached_version`) is older than that write. When the cache
+    /// has caught up, or someone wrote after the operator, the cache decides.
+    pub fn already<S: serde::Serialize>(
+        &self,
+        uid: &str,
+        status: &S,
+        cached_version: Option<&str>,
+    ) -> bool {
+        let Some(cached) = cached_version.and_then(|v| v.parse::<u64>().ok()) else {
+            return false;
+        };
+        let seen = self.0.lock().map(|m| m.get(uid).copied()).unwrap_or(None);
+        seen.is_some_and(|(hash, written)| cached < written && hash == Self::fingerprint(status))
+    }
+
+    /// Records that `status` was written for `uid`, producing `version`.
+    pub fn record<S: serde::Serialize>(&self, uid: &str, status: &S, version: Option<&str>) {
+        let Some(version) = version.and_then(|v| v.parse::<u64>().ok()) else {
+            return;
+        };
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+            map.insert(uid.to_string(), (Self::fingerprint(status), version));
+        }
+    }
 }
 
 /// Runs every controller until the first of them stops.
@@ -62,6 +122,7 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
         config,
         metrics,
         recorder,
+        written: WrittenStatuses::default(),
     });
     let workspaces = workspace::run(ctx.clone(), triggers.workspaces);
     let members = member::run(ctx.clone(), triggers.members);
@@ -159,21 +220,30 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
-/// Server-side applies `status` to the status subresource of `name` (through
-/// `api`), as the operator's field manager; `resource` labels the write in
-/// the metrics.
+/// Server-side applies `status` to `obj`'s status subresource (through
+/// `api`), as the operator's field manager, unless this process wrote that
+/// same status last; `resource` labels the write in the metrics. Returns
+/// whether it wrote.
 pub async fn apply_status<K, S>(
     ctx: &Context,
     controller: &'static str,
     resource: &'static str,
     api: &kube::Api<K>,
-    name: &str,
+    obj: &K,
     status: &S,
-) -> Result<(), kube::Error>
+) -> Result<bool, kube::Error>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
     S: serde::Serialize,
 {
+    use kube::ResourceExt;
+    let uid = obj.uid().unwrap_or_default();
+    if ctx
+        .written
+        .already(&uid, status, obj.resource_version().as_deref())
+    {
+        return Ok(false);
+    }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -181,9 +251,12 @@ where
     });
     ctx.metrics.write(controller, resource);
     let params = kube::api::PatchParams::apply(crate::config::FIELD_MANAGER).force();
-    api.patch_status(name, &params, &kube::api::Patch::Apply(&body))
-        .await
-        .map(|_| ())
+    let written = api
+        .patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&body))
+        .await?;
+    ctx.written
+        .record(&uid, status, written.resource_version().as_deref());
+    Ok(true)
 }
 
 /// When the `Ready` condition changed its status or reason between two
@@ -204,4 +277,28 @@ pub fn ready_event(
         kube::runtime::events::EventType::Warning
     };
     Some((type_, now.reason.clone(), now.message.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WrittenStatuses;
+    use serde_json::json;
+
+    fn status(time: &str) -> serde_json::Value {
+        json!({"phase": "Active", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": time}]})
+    }
+
+    #[test]
+    fn a_stale_cache_does_not_write_the_same_status_twice() {
+        let written = WrittenStatuses::default();
+        written.record("uid", &status("t1"), Some("10"));
+        // The cache still shows version 9: same status (other timestamp) is skipped.
+        assert!(written.already("uid", &status("t2"), Some("9")));
+        // A different status is written.
+        assert!(!written.already("uid", &json!({"phase": "Blocked"}), Some("9")));
+        // Once the cache caught up (or someone wrote after), the cache decides.
+        assert!(!written.already("uid", &status("t2"), Some("10")));
+        assert!(!written.already("uid", &status("t2"), Some("12")));
+        assert!(!written.already("other", &status("t2"), Some("9")));
+    }
 }

@@ -218,18 +218,19 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
     let previous = org.status.clone().unwrap_or_default();
     if !same_status(&previous, &status) {
         let api: Api<Organization> = Api::all(ctx.client.clone());
-        super::apply_status(
+        let wrote = super::apply_status(
             &ctx,
             CONTROLLER,
             "organizations/status",
             &api,
-            &org.name_any(),
+            &*org,
             &status,
         )
         .await
         .map_err(Error::Status)?;
-        if let Some((type_, reason, message)) =
-            super::ready_event(&previous.conditions, &status.conditions)
+        if wrote
+            && let Some((type_, reason, message)) =
+                super::ready_event(&previous.conditions, &status.conditions)
         {
             super::publish(&ctx, CONTROLLER, &*org, type_, &reason, message).await;
         }

@@ -172,14 +172,21 @@ impl Router {
 
     fn on_workspace(&self, ws: &Workspace) {
         self.workspace(&ws.name_any());
-        for name in self.blocked_workspaces_of(&ws.spec.owner) {
-            self.workspace(&name);
+        // The owner, and the previous owner while a change of owner is being
+        // applied: their blocked workspaces may now fit, and an owning
+        // Organization counts its workspaces.
+        let previous = ws.status.as_ref().and_then(|s| s.owner.as_ref());
+        for owner in
+            std::iter::once(&ws.spec.owner).chain(previous.filter(|p| **p != ws.spec.owner))
+        {
+            for name in self.blocked_workspaces_of(owner) {
+                self.workspace(&name);
+            }
+            if owner.kind == crate::api::AccountKind::Organization {
+                self.organization(&owner.name);
+            }
         }
         self.members_of_workspace(ws);
-        // The owning Organization counts its workspaces.
-        if ws.spec.owner.kind == crate::api::AccountKind::Organization {
-            self.organization(&ws.spec.owner.name);
-        }
     }
 
     fn on_organization(&self, org: &Organization) {
@@ -462,18 +469,32 @@ where
     S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
+    let reader = writer.as_reader();
+    // The objects cached when a (re)list started: a relist swaps the store in
+    // at its end, so everything seen before or after it is routed then, and
+    // objects deleted while the watch was down are not missed.
+    let mut before_relist: Vec<std::sync::Arc<K>> = Vec::new();
     Box::pin(async move {
         stream
             .default_backoff()
             .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
             .reflect(writer)
-            .for_each(|event| {
+            .for_each(move |event| {
                 match event {
-                    Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) | Ok(Event::InitApply(obj)) => {
-                        route(&obj)
+                    Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => {
+                        route(&obj);
+                        // Events flowing again after an error: the watch
+                        // resumed from its last version and the cache is whole.
+                        health.synced();
                     }
-                    Ok(Event::InitDone) => health.synced(),
-                    Ok(Event::Init) => {}
+                    Ok(Event::Init) => before_relist = reader.state(),
+                    Ok(Event::InitApply(_)) => {}
+                    Ok(Event::InitDone) => {
+                        for obj in before_relist.drain(..).chain(reader.state()) {
+                            route(&obj);
+                        }
+                        health.synced();
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "watch failed; retrying");
                         health.failed();

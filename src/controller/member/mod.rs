@@ -218,16 +218,19 @@ async fn write_status(
     }
     let api: Api<WorkspaceMember> =
         Api::namespaced(ctx.client.clone(), &member.namespace().unwrap_or_default());
-    super::apply_status(
+    let wrote = super::apply_status(
         ctx,
         CONTROLLER,
         "workspacemembers/status",
         &api,
-        &member.name_any(),
+        member,
         &status,
     )
     .await
     .map_err(Error::Status)?;
+    if !wrote {
+        return Ok(());
+    }
     if let Some((type_, reason, message)) =
         super::ready_event(&previous.conditions, &status.conditions)
     {

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -60,6 +60,9 @@ pub enum Error {
     /// Writing status failed.
     #[error("writing status failed: {0}")]
     Status(#[source] kube::Error),
+    /// Reading the namespace (before deleting or releasing it) failed.
+    #[error("reading the namespace failed: {0}")]
+    Read(#[source] kube::Error),
     /// Reading the Workspace CRD (to tell CRD removal from deletion) failed.
     #[error("reading the Workspace CRD failed: {0}")]
     Crd(#[source] kube::Error),
@@ -74,6 +77,7 @@ impl super::ReconcileError for Error {
             Error::Finalizer(_) => "FinalizerFailed",
             Error::Status(_) => "StatusFailed",
             Error::Crd(_) => "CrdReadFailed",
+            Error::Read(_) => "ReadFailed",
         }
     }
 }
@@ -89,7 +93,10 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     if ws.meta().deletion_timestamp.is_some() {
         return cleanup(&ws, &ctx).await;
     }
-    ensure_finalizer(&ws, &ctx).await?;
+    if !ensure_finalizer(&ws, &ctx).await? {
+        // The Workspace is gone already: provision nothing for it.
+        return Ok(Action::await_change());
+    }
 
     let all = ctx.world.workspaces.state();
     let name = ws.name_any();
@@ -120,6 +127,15 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     let plan = build::plan(&inputs);
     let outcome = match &plan {
         Plan::Provision(desired) => provision(&ws, desired, &ctx).await,
+        // Blocked: nothing in the namespace, but the owners keep access to
+        // the Workspace object (an Organization that does not exist has no
+        // admins to give it to).
+        Plan::Blocked(_)
+            if ws.spec.owner.kind == crate::api::AccountKind::User || organization.is_some() =>
+        {
+            let (role, binding) = build::owner_access(&ws, organization.as_deref(), &owner_members);
+            apply_access(&role, &binding, &ctx).await
+        }
         Plan::Blocked(_) => Ok(()),
     };
     let status = compute_status(&ws, &plan, outcome.as_ref().err(), members.len());
@@ -157,20 +173,22 @@ fn holds_namespace(ctx: &Context, ws: &Workspace) -> bool {
         })
 }
 
-async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<(), Error> {
+/// Adds the cleanup finalizer; `false` when the Workspace no longer exists.
+async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<bool, Error> {
     if ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
-        return Ok(());
+        return Ok(true);
     }
     let mut finalizers = ws.finalizers().to_vec();
     finalizers.push(labels::FINALIZER.to_string());
     set_finalizers(ws, finalizers, ctx).await
 }
 
+/// Sets the Workspace's finalizers; `false` when the Workspace is gone.
 async fn set_finalizers(
     ws: &Workspace,
     finalizers: Vec<String>,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     // The resourceVersion makes the merge patch conditional: a concurrent
     // change to the finalizers fails it instead of being overwritten.
     let patch =
@@ -185,8 +203,8 @@ async fn set_finalizers(
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(err) => Err(Error::Finalizer(err)),
     }
 }
@@ -197,26 +215,43 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
     let client = &ctx.client;
     let ns_name = desired.namespace.name_any();
 
+    let namespaces = Api::<Namespace>::all(client.clone());
     let cached_ns = world.namespaces.get(&ObjectRef::new(&ns_name));
-    if needs_write(cached_ns.as_deref(), &desired.namespace) {
-        let created = cached_ns.is_none();
+    if cached_ns.is_none() {
+        // Not in the cache: create it, never apply. A namespace that exists
+        // but has not reached the cache yet (or that another Workspace
+        // created a moment ago) makes the create fail; the namespace's watch
+        // event then brings the decision (ours, adoptable, or a conflict).
         ctx.metrics.write(CONTROLLER, "namespaces");
-        apply(&Api::<Namespace>::all(client.clone()), &desired.namespace)
+        namespaces
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                },
+                &desired.namespace,
+            )
             .await
             .map_err(|source| Error::Apply {
                 kind: "namespace",
                 source,
             })?;
-        if created {
-            publish(
-                ctx,
-                ws,
-                EventType::Normal,
-                "NamespaceCreated",
-                format!("Created namespace {ns_name}."),
-            )
-            .await;
-        }
+        publish(
+            ctx,
+            ws,
+            EventType::Normal,
+            "NamespaceCreated",
+            format!("Created namespace {ns_name}."),
+        )
+        .await;
+    } else if needs_write(cached_ns.as_deref(), &desired.namespace) {
+        ctx.metrics.write(CONTROLLER, "namespaces");
+        apply(&namespaces, &desired.namespace)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "namespace",
+                source,
+            })?;
     }
 
     let rb = &desired.owner_binding;
@@ -236,32 +271,8 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
         })?;
     }
 
-    for role in [&desired.reader_role, &desired.owner_role] {
-        let cached = world.cluster_roles.get(&ObjectRef::new(&role.name_any()));
-        if needs_write(cached.as_deref(), role) {
-            ctx.metrics.write(CONTROLLER, "clusterroles");
-            apply(&Api::<ClusterRole>::all(client.clone()), role)
-                .await
-                .map_err(|source| Error::Apply {
-                    kind: "ClusterRole",
-                    source,
-                })?;
-        }
-    }
-    for binding in [&desired.reader_binding, &desired.owner_role_binding] {
-        let cached = world
-            .cluster_role_bindings
-            .get(&ObjectRef::new(&binding.name_any()));
-        if needs_write(cached.as_deref(), binding) {
-            ctx.metrics.write(CONTROLLER, "clusterrolebindings");
-            apply(&Api::<ClusterRoleBinding>::all(client.clone()), binding)
-                .await
-                .map_err(|source| Error::Apply {
-                    kind: "ClusterRoleBinding",
-                    source,
-                })?;
-        }
-    }
+    apply_access(&desired.reader_role, &desired.reader_binding, ctx).await?;
+    apply_access(&desired.owner_role, &desired.owner_role_binding, ctx).await?;
 
     let defaults = &desired.defaults;
     sync_optional(
@@ -291,6 +302,42 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
         "networkpolicies",
     )
     .await?;
+    Ok(())
+}
+
+/// Applies a per-workspace ClusterRole and its binding where they differ
+/// from the cache.
+async fn apply_access(
+    role: &ClusterRole,
+    binding: &ClusterRoleBinding,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let cached = ctx
+        .world
+        .cluster_roles
+        .get(&ObjectRef::new(&role.name_any()));
+    if needs_write(cached.as_deref(), role) {
+        ctx.metrics.write(CONTROLLER, "clusterroles");
+        apply(&Api::<ClusterRole>::all(ctx.client.clone()), role)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "ClusterRole",
+                source,
+            })?;
+    }
+    let cached = ctx
+        .world
+        .cluster_role_bindings
+        .get(&ObjectRef::new(&binding.name_any()));
+    if needs_write(cached.as_deref(), binding) {
+        ctx.metrics.write(CONTROLLER, "clusterrolebindings");
+        apply(&Api::<ClusterRoleBinding>::all(ctx.client.clone()), binding)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "ClusterRoleBinding",
+                source,
+            })?;
+    }
     Ok(())
 }
 
@@ -411,6 +458,7 @@ fn compute_status(
                 reason::PROVISIONING,
                 message,
             );
+            conditions::remove_condition(&mut status.conditions, conditions::STALLED);
             if status.phase != Some(WorkspacePhase::Active) {
                 status.phase = Some(WorkspacePhase::Pending);
             }
@@ -480,16 +528,12 @@ async fn write_status(ws: &Workspace, status: WorkspaceStatus, ctx: &Context) ->
         return Ok(());
     }
     let api: Api<Workspace> = Api::all(ctx.client.clone());
-    super::apply_status(
-        ctx,
-        CONTROLLER,
-        "workspaces/status",
-        &api,
-        &ws.name_any(),
-        &status,
-    )
-    .await
-    .map_err(Error::Status)?;
+    let wrote = super::apply_status(ctx, CONTROLLER, "workspaces/status", &api, ws, &status)
+        .await
+        .map_err(Error::Status)?;
+    if !wrote {
+        return Ok(());
+    }
     if let Some((type_, reason, message)) =
         super::ready_event(&previous.conditions, &status.conditions)
     {
@@ -527,7 +571,12 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         .as_ref()
         .and_then(|s| s.namespace.clone())
         .unwrap_or_else(|| ws.spec.effective_namespace(&name).to_string());
-    let namespace = ctx.world.namespaces.get(&ObjectRef::new(&ns_name));
+    // Read live, not from the cache: a namespace created a moment ago must
+    // not be missed (deletion runs once per Workspace, so the read is cheap).
+    let namespace = Api::<Namespace>::all(ctx.client.clone())
+        .get_metadata_opt(&ns_name)
+        .await
+        .map_err(Error::Read)?;
     let ours = namespace.as_ref().filter(|ns| {
         ws.uid().is_some() && ns.annotations().get(labels::WORKSPACE_UID) == ws.uid().as_ref()
     });
@@ -580,7 +629,7 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
             // The namespace's deletion event triggers the next step.
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
-        retain(ws, &ns_name, ctx).await?;
+        retain(ws, ns, ctx).await?;
     }
 
     // The access objects also carry an ownerReference to the Workspace;
@@ -629,21 +678,42 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
 
 /// `Retain`: remove the operator's RoleBindings and its labels and
 /// annotations from the namespace; leave the namespace and its contents.
-async fn retain(ws: &Workspace, ns_name: &str, ctx: &Context) -> Result<(), Error> {
-    let name = ws.name_any();
+async fn retain(
+    ws: &Workspace,
+    ns: &PartialObjectMeta<Namespace>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let ns_name = &ns.name_any();
     let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), ns_name);
-    let ours: Vec<String> = ctx
+    // The operator's bindings here are owned by this Workspace (the owner's)
+    // or by one of its WorkspaceMembers; anything else is someone else's.
+    let owners: Vec<String> = ws
+        .uid()
+        .into_iter()
+        .chain(
+            ctx.world
+                .members
+                .state()
+                .iter()
+                .filter(|m| m.namespace().as_deref() == Some(ns_name.as_str()))
+                .filter_map(|m| m.uid()),
+        )
+        .collect();
+    let ours: Vec<Arc<RoleBinding>> = ctx
         .world
         .role_bindings
         .state()
-        .iter()
-        .filter(|rb| rb.namespace().as_deref() == Some(ns_name))
-        .filter(|rb| rb.labels().get(labels::WORKSPACE) == Some(&name))
-        .map(|rb| rb.name_any())
+        .into_iter()
+        .filter(|rb| rb.namespace().as_deref() == Some(ns_name.as_str()))
+        .filter(|rb| {
+            rb.owner_references()
+                .iter()
+                .any(|o| owners.contains(&o.uid))
+        })
         .collect();
     for rb in ours {
         ctx.metrics.write(CONTROLLER, "rolebindings");
-        delete_if_present(&api, &rb, None)
+        delete_if_present(&api, &rb.name_any(), rb.uid())
             .await
             .map_err(|source| Error::Delete {
                 kind: "RoleBinding",
@@ -680,21 +750,37 @@ async fn retain(ws: &Workspace, ns_name: &str, ctx: &Context) -> Result<(), Erro
         "networkpolicies",
     )
     .await?;
-    // Applying an object with none of the operator's fields releases them:
-    // the labels and annotations the operator set go, everyone else's stay.
-    let release = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns_name}});
-    ctx.metrics.write(CONTROLLER, "namespaces");
-    Api::<Namespace>::all(ctx.client.clone())
-        .patch(
-            ns_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&release),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "namespace",
-            source,
-        })?;
+    // Release the namespace: the operator's labels and annotations go, and so
+    // does an admin's adoption permission (it was good for one adoption);
+    // everyone else's stay. A merge patch, so a namespace that is gone is
+    // never created again.
+    if ns.meta().deletion_timestamp.is_none() {
+        let mut remove: serde_json::Map<String, serde_json::Value> = labels::OPERATOR_KEYS
+            .iter()
+            .map(|k| (k.to_string(), serde_json::Value::Null))
+            .collect();
+        let mut labels_ = remove.clone();
+        if ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+        {
+            labels_.insert(labels::MANAGED_BY.to_string(), serde_json::Value::Null);
+        }
+        remove.insert(labels::ADOPT.to_string(), serde_json::Value::Null);
+        let release = json!({"metadata": {"labels": labels_, "annotations": remove}});
+        ctx.metrics.write(CONTROLLER, "namespaces");
+        match Api::<Namespace>::all(ctx.client.clone())
+            .patch(ns_name, &PatchParams::default(), &Patch::Merge(&release))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: "namespace",
+                    source,
+                });
+            }
+        }
+    }
     publish(
         ctx,
         ws,
