@@ -13,6 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use support::objects::{apply, group, organization, user, wait_ready, workspace};
 use support::operator::{OPERATOR_NAMESPACE, OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
 use workspace_operator::api::Workspace;
@@ -22,51 +23,16 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 /// The tests of this binary each own the operator processes; one at a time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-async fn apply(client: &Client, value: serde_json::Value) {
-    support::try_apply_value(client, serde_json::from_value(value).expect("value"))
-        .await
-        .expect("object accepted");
-}
-
-/// The value of a counter or gauge (summed over its label sets) in `/metrics`.
-fn metric(op: &Operator, name: &str, labels: &str) -> Option<f64> {
-    let (code, body) = op.get("/metrics")?;
-    if code != 200 {
-        return None;
-    }
-    let sum = body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    Some(sum)
-}
-
 fn reconciles(op: &Operator) -> f64 {
-    metric(
-        op,
+    op.counter(
         "workspace_operator_reconciles_total",
         "controller=\"workspace\"",
     )
-    .unwrap_or(0.0)
 }
 
 async fn wait_all_ready(client: &Client, names: &[String]) {
-    let api: Api<Workspace> = Api::all(client.clone());
     for name in names {
-        support::wait_for(&format!("{name} Ready"), TIMEOUT, || {
-            let api = api.clone();
-            async move {
-                let ws = api.get(name).await.ok()?;
-                ws.status?
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
+        wait_ready(client, name, "True", None, TIMEOUT).await;
     }
 }
 
@@ -75,24 +41,23 @@ async fn create_workspaces(client: &Client, prefix: &str, n: usize) -> Vec<Strin
     let org = support::unique(&format!("{prefix}-org"));
     apply(
         client,
-        json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization", "metadata": {"name": org},
-               "spec": {"admins": [{"kind": "User", "name": "admin@example.com"}, {"kind": "Group", "name": "ops"}]}}),
+        organization(
+            &org,
+            &[],
+            json!({"spec": {"displayName": null,
+                            "admins": [user("admin@example.com"), group("ops")]}}),
+        ),
     )
     .await;
     let mut names = Vec::new();
     for i in 0..n {
         let name = support::unique(prefix);
-        let owner = if i % 2 == 0 {
-            json!({"kind": "User", "name": format!("user{i}@example.com")})
+        let (kind, owner) = if i % 2 == 0 {
+            ("User", format!("user{i}@example.com"))
         } else {
-            json!({"kind": "Organization", "name": org})
+            ("Organization", org.clone())
         };
-        apply(
-            client,
-            json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name},
-                   "spec": {"owner": owner}}),
-        )
-        .await;
+        apply(client, workspace(&name, kind, &owner, json!({}))).await;
         names.push(name);
     }
     names
@@ -179,7 +144,7 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
     let b = Operator::start(&[]);
     let leases: Api<Lease> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
 
-    let is_leader = |op: &Operator| metric(op, "workspace_operator_leader", "") == Some(1.0);
+    let is_leader = |op: &Operator| op.metric("workspace_operator_leader", "") == Some(1.0);
     let leader_is_a = support::wait_for("one replica to lead", TIMEOUT, || async {
         match (is_leader(&a), is_leader(&b)) {
             (true, false) => Some(true),

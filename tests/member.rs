@@ -15,6 +15,9 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use support::objects::{
+    self, apply, can, cluster_role, group, member, ready_of, service_account, user, workspace,
+};
 use support::operator::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, OPERATOR_USER, Operator};
 use workspace_operator::api::{MemberPhase, Workspace, WorkspaceMember};
 
@@ -47,91 +50,24 @@ async fn setup() -> Client {
     plane.admin().await
 }
 
-async fn create(client: &Client, value: serde_json::Value) {
-    support::try_apply_value(client, serde_json::from_value(value).expect("yaml value"))
-        .await
-        .expect("object accepted");
-}
-
-fn personal_workspace(name: &str, owner: &str) -> serde_json::Value {
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name},
-           "spec": {"owner": {"kind": "User", "name": owner}}})
-}
-
-fn org_workspace(name: &str, org: &str) -> serde_json::Value {
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name},
-           "spec": {"owner": {"kind": "Organization", "name": org}}})
-}
-
+/// An Organization as these tests write it: no display name, `members`,
+/// and optionally a members-per-workspace limit.
 fn organization(
     name: &str,
     admins: &[&str],
     members: &[serde_json::Value],
     members_per_workspace: Option<i32>,
 ) -> serde_json::Value {
-    let admins: Vec<_> = admins
-        .iter()
-        .map(|a| json!({"kind": "User", "name": a}))
-        .collect();
-    let mut spec = json!({"admins": admins, "members": members});
+    let mut extra = json!({"spec": {"displayName": null, "members": members}});
     if let Some(limit) = members_per_workspace {
-        spec["limits"] = json!({"membersPerWorkspace": limit});
+        extra["spec"]["limits"] = json!({"membersPerWorkspace": limit});
     }
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization", "metadata": {"name": name}, "spec": spec})
+    objects::organization(name, admins, extra)
 }
 
-fn user(name: &str) -> serde_json::Value {
-    json!({"kind": "User", "name": name})
-}
-
-fn group(name: &str) -> serde_json::Value {
-    json!({"kind": "Group", "name": name})
-}
-
-fn service_account(namespace: &str, name: &str) -> serde_json::Value {
-    json!({"kind": "ServiceAccount", "name": name, "namespace": namespace})
-}
-
-/// A WorkspaceMember with a built-in `role`.
-fn member(ns: &str, name: &str, subject: serde_json::Value, role: &str) -> serde_json::Value {
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "WorkspaceMember",
-           "metadata": {"name": name, "namespace": ns},
-           "spec": {"subject": subject, "role": role}})
-}
-
-/// A WorkspaceMember with a custom ClusterRole.
-fn custom_member(
-    ns: &str,
-    name: &str,
-    subject: serde_json::Value,
-    cluster_role: &str,
-) -> serde_json::Value {
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "WorkspaceMember",
-           "metadata": {"name": name, "namespace": ns},
-           "spec": {"subject": subject, "clusterRole": cluster_role}})
-}
-
-fn ready_of(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Option<(String, String)> {
-    conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-/// Waits until the Workspace is Ready.
+/// Waits until the Workspace is Ready (for whatever reason).
 async fn wait_workspace(client: &Client, name: &str) -> Workspace {
-    let api: Api<Workspace> = Api::all(client.clone());
-    support::wait_for(&format!("workspace {name} to be Ready"), TIMEOUT, || {
-        let api = api.clone();
-        async move {
-            let ws = api.get(name).await.ok()?;
-            let ready = ready_of(&ws.status.as_ref()?.conditions)?;
-            (ready.0 == "True").then_some(ws)
-        }
-    })
-    .await
+    objects::wait_ready(client, name, "True", None, TIMEOUT).await
 }
 
 /// Waits until the Workspace counts `n` active members.
@@ -167,7 +103,8 @@ async fn wait_member(
             let m = api.get(name).await.ok()?;
             let s = m.status.as_ref()?;
             let ready = ready_of(&s.conditions)?;
-            (ready == (status.to_string(), reason.to_string())
+            (ready.status == status
+                && ready.reason == reason
                 && s.observed_generation == m.metadata.generation)
                 .then_some(m)
         }
@@ -194,18 +131,6 @@ async fn bindings_of(client: &Client, ns: &str, member: &str) -> Vec<RoleBinding
         .await
         .expect("list rolebindings")
         .items
-}
-
-async fn can(
-    user: &str,
-    groups: &[&str],
-    verb: &str,
-    resource: &str,
-    ns: Option<&str>,
-    name: Option<&str>,
-) -> bool {
-    let client = support::plane().client_as(user, groups).await;
-    support::can_i(&client, verb, resource, ns, name).await
 }
 
 async fn wait_can(user: &str, groups: &[&str], verb: &str, resource: &str, ns: &str, want: bool) {
@@ -325,14 +250,19 @@ async fn each_built_in_role_allows_exactly_what_the_spec_says() {
     let ws = support::unique("matrix");
     let other = support::unique("matrix-other");
     let _dump = support::dump_on_failure(&[&ws]);
-    create(
+    apply(
         &admin,
-        personal_workspace(&ws, &format!("owner-{ws}@example.com")),
+        workspace(&ws, "User", &format!("owner-{ws}@example.com"), json!({})),
     )
     .await;
-    create(
+    apply(
         &admin,
-        personal_workspace(&other, &format!("owner-{other}@example.com")),
+        workspace(
+            &other,
+            "User",
+            &format!("owner-{other}@example.com"),
+            json!({}),
+        ),
     )
     .await;
     wait_workspace(&admin, &ws).await;
@@ -343,9 +273,9 @@ async fn each_built_in_role_allows_exactly_what_the_spec_says() {
         .map(|r| format!("{}-{ws}@example.com", r.to_lowercase()))
         .collect();
     for (role, user_name) in ROLES.iter().zip(&users) {
-        create(
+        apply(
             &admin,
-            member(&ws, &role.to_lowercase(), user(user_name), role),
+            member(&ws, &role.to_lowercase(), user(user_name), *role),
         )
         .await;
     }
@@ -422,14 +352,14 @@ async fn role_change_swaps_the_binding_without_a_gap() {
     let admin = setup().await;
     let ws = support::unique("swap");
     let _dump = support::dump_on_failure(&[&ws]);
-    create(
+    apply(
         &admin,
-        personal_workspace(&ws, &format!("owner-{ws}@example.com")),
+        workspace(&ws, "User", &format!("owner-{ws}@example.com"), json!({})),
     )
     .await;
     wait_workspace(&admin, &ws).await;
     let dana = format!("dana-{ws}@example.com");
-    create(&admin, member(&ws, "dana", user(&dana), "Viewer")).await;
+    apply(&admin, member(&ws, "dana", user(&dana), "Viewer")).await;
     wait_active(&admin, &ws, "dana").await;
     wait_can(&dana, &[], "list", "pods", &ws, true).await;
     assert!(!can(&dana, &[], "create", "deployments.apps", Some(&ws), None).await);
@@ -498,16 +428,16 @@ async fn a_second_member_for_the_same_subject_is_a_duplicate_until_the_first_goe
     let admin = setup().await;
     let ws = support::unique("dup");
     let _dump = support::dump_on_failure(&[&ws]);
-    create(
+    apply(
         &admin,
-        personal_workspace(&ws, &format!("owner-{ws}@example.com")),
+        workspace(&ws, "User", &format!("owner-{ws}@example.com"), json!({})),
     )
     .await;
     wait_workspace(&admin, &ws).await;
     let erin = format!("erin-{ws}@example.com");
-    create(&admin, member(&ws, "erin", user(&erin), "Viewer")).await;
+    apply(&admin, member(&ws, "erin", user(&erin), "Viewer")).await;
     wait_active(&admin, &ws, "erin").await;
-    create(&admin, member(&ws, "erin-again", user(&erin), "Owner")).await;
+    apply(&admin, member(&ws, "erin-again", user(&erin), "Owner")).await;
     let dup = wait_member(&admin, &ws, "erin-again", "False", "DuplicateSubject").await;
     let status = dup.status.unwrap();
     assert_eq!(status.phase, Some(MemberPhase::Pending));
@@ -567,13 +497,13 @@ async fn a_service_account_from_another_namespace_gets_its_role() {
         )
         .await
         .expect("create the ServiceAccount");
-    create(
+    apply(
         &admin,
-        personal_workspace(&ws, &format!("owner-{ws}@example.com")),
+        workspace(&ws, "User", &format!("owner-{ws}@example.com"), json!({})),
     )
     .await;
     wait_workspace(&admin, &ws).await;
-    create(
+    apply(
         &admin,
         member(&ws, "agent", service_account(&home, "agent"), "Worker"),
     )
@@ -625,18 +555,18 @@ async fn only_an_assignable_custom_role_is_bound() {
                "metadata": {"name": name, "labels": labels},
                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]})
     };
-    create(
+    apply(
         &admin,
         role(CUSTOM_ROLE, json!({"workspaces.dev/assignable": "true"})),
     )
     .await;
-    create(&admin, role(UNLABELLED_ROLE, json!({}))).await;
-    create(
+    apply(&admin, role(UNLABELLED_ROLE, json!({}))).await;
+    apply(
         &admin,
         role(UNLISTED_ROLE, json!({"workspaces.dev/assignable": "true"})),
     )
     .await;
-    create(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                "metadata": {"name": "member-tests:operator-binds-custom-roles"},
@@ -644,7 +574,7 @@ async fn only_an_assignable_custom_role_is_bound() {
                           "verbs": ["bind"], "resourceNames": [CUSTOM_ROLE]}]}),
     )
     .await;
-    create(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "member-tests:operator-binds-custom-roles"},
@@ -657,16 +587,16 @@ async fn only_an_assignable_custom_role_is_bound() {
 
     let ws = support::unique("custom");
     let _dump = support::dump_on_failure(&[&ws]);
-    create(
+    apply(
         &admin,
-        personal_workspace(&ws, &format!("owner-{ws}@example.com")),
+        workspace(&ws, "User", &format!("owner-{ws}@example.com"), json!({})),
     )
     .await;
     wait_workspace(&admin, &ws).await;
     let frank = format!("frank-{ws}@example.com");
-    create(
+    apply(
         &admin,
-        custom_member(&ws, "frank", user(&frank), CUSTOM_ROLE),
+        member(&ws, "frank", user(&frank), cluster_role(CUSTOM_ROLE)),
     )
     .await;
     let m = wait_active(&admin, &ws, "frank").await;
@@ -684,7 +614,11 @@ async fn only_an_assignable_custom_role_is_bound() {
         ("unlisted", UNLISTED_ROLE),
     ] {
         let who = format!("{name}-{ws}@example.com");
-        create(&admin, custom_member(&ws, name, user(&who), cluster_role)).await;
+        apply(
+            &admin,
+            member(&ws, name, user(&who), objects::cluster_role(cluster_role)),
+        )
+        .await;
         let m = wait_member(&admin, &ws, name, "False", "RoleNotAssignable").await;
         assert_eq!(m.status.unwrap().role_binding, None);
         assert!(
@@ -706,18 +640,18 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     let alice = format!("alice@{org}.io");
     let bob = format!("bob@{org}.io");
     let team = format!("{org}-eng");
-    create(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
-    create(&admin, org_workspace(&ws, &org)).await;
+    apply(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
+    apply(&admin, workspace(&ws, "Organization", &org, json!({}))).await;
     wait_workspace(&admin, &ws).await;
 
     // A group of the organization: its members get the role.
-    create(&admin, member(&ws, "eng", group(&team), "Developer")).await;
+    apply(&admin, member(&ws, "eng", group(&team), "Developer")).await;
     wait_active(&admin, &ws, "eng").await;
     let someone = format!("someone@{org}.io");
     wait_can(&someone, &[&team], "create", "deployments.apps", &ws, true).await;
 
     // bob is not in the organization.
-    create(&admin, member(&ws, "bob", user(&bob), "Viewer")).await;
+    apply(&admin, member(&ws, "bob", user(&bob), "Viewer")).await;
     let m = wait_member(&admin, &ws, "bob", "False", "NotAnOrganizationMember").await;
     assert_eq!(m.status.unwrap().phase, Some(MemberPhase::Pending));
     assert!(bindings_of(&admin, &ws, "bob").await.is_empty());
@@ -725,13 +659,13 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
 
     // A ServiceAccount of one of the organization's workspaces belongs; one
     // from elsewhere does not.
-    create(
+    apply(
         &admin,
         member(&ws, "ci", service_account(&ws, "ci"), "Runner"),
     )
     .await;
     wait_active(&admin, &ws, "ci").await;
-    create(
+    apply(
         &admin,
         member(
             &ws,
@@ -751,7 +685,7 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     .await;
 
     // Adding bob to the organization makes his member Active by itself.
-    create(
+    apply(
         &admin,
         organization(&org, &[&alice], &[group(&team), user(&bob)], None),
     )
@@ -761,7 +695,7 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     wait_member_count(&admin, &ws, 3).await;
 
     // Removing him takes the access away again.
-    create(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
+    apply(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
     wait_member(&admin, &ws, "bob", "False", "NotAnOrganizationMember").await;
     wait_can(&bob, &[], "list", "pods", &ws, false).await;
     // The organization's admin kept Owner throughout.
@@ -786,7 +720,7 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
     let ws = support::unique("orgl-ws");
     let _dump = support::dump_on_failure(&[&ws]);
     let (gil, hal) = (format!("gil@{org}.io"), format!("hal@{org}.io"));
-    create(
+    apply(
         &admin,
         organization(
             &org,
@@ -796,16 +730,16 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
         ),
     )
     .await;
-    create(&admin, org_workspace(&ws, &org)).await;
+    apply(&admin, workspace(&ws, "Organization", &org, json!({}))).await;
     wait_workspace(&admin, &ws).await;
-    create(&admin, member(&ws, "gil", user(&gil), "Viewer")).await;
+    apply(&admin, member(&ws, "gil", user(&gil), "Viewer")).await;
     wait_active(&admin, &ws, "gil").await;
-    create(&admin, member(&ws, "hal", user(&hal), "Viewer")).await;
+    apply(&admin, member(&ws, "hal", user(&hal), "Viewer")).await;
     wait_member(&admin, &ws, "hal", "False", "MemberLimitExceeded").await;
     assert!(bindings_of(&admin, &ws, "hal").await.is_empty());
 
     // Lowering the limit takes nothing away; raising it lets hal in.
-    create(
+    apply(
         &admin,
         organization(
             &org,
@@ -817,7 +751,7 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     wait_active(&admin, &ws, "gil").await;
-    create(
+    apply(
         &admin,
         organization(
             &org,
@@ -838,11 +772,11 @@ async fn a_deleted_member_loses_access_and_the_owner_never_does() {
     let _dump = support::dump_on_failure(&[&ws]);
     let owner = format!("owner-{ws}@example.com");
     let ivy = format!("ivy-{ws}@example.com");
-    create(&admin, personal_workspace(&ws, &owner)).await;
+    apply(&admin, workspace(&ws, "User", &owner, json!({}))).await;
     wait_workspace(&admin, &ws).await;
-    create(&admin, member(&ws, "ivy", user(&ivy), "Developer")).await;
+    apply(&admin, member(&ws, "ivy", user(&ivy), "Developer")).await;
     // The owner listed as a mere Viewer member too.
-    create(
+    apply(
         &admin,
         member(&ws, "owner-as-viewer", user(&owner), "Viewer"),
     )
@@ -937,7 +871,7 @@ async fn a_member_outside_any_workspace_reports_workspace_not_found() {
         .await
         .unwrap();
     let who = format!("jo-{ns}@example.com");
-    create(&admin, member(&ns, "jo", user(&who), "Viewer")).await;
+    apply(&admin, member(&ns, "jo", user(&who), "Viewer")).await;
     wait_member(&admin, &ns, "jo", "False", "WorkspaceNotFound").await;
     assert!(bindings_of(&admin, &ns, "jo").await.is_empty());
 }
@@ -947,14 +881,14 @@ async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_c
     let admin = setup().await;
     let ws = support::unique("mdrift");
     let _dump = support::dump_on_failure(&[&ws]);
-    create(
+    apply(
         &admin,
-        personal_workspace(&ws, &format!("owner-{ws}@example.com")),
+        workspace(&ws, "User", &format!("owner-{ws}@example.com"), json!({})),
     )
     .await;
     wait_workspace(&admin, &ws).await;
     let kim = format!("kim-{ws}@example.com");
-    create(&admin, member(&ws, "kim", user(&kim), "Runner")).await;
+    apply(&admin, member(&ws, "kim", user(&kim), "Runner")).await;
     wait_active(&admin, &ws, "kim").await;
     let rbs: Api<RoleBinding> = Api::namespaced(admin.clone(), &ws);
 

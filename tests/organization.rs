@@ -5,32 +5,17 @@ mod support;
 
 use std::time::Duration;
 
-use kube::Client;
 use kube::api::Api;
 use serde_json::json;
+use support::objects::{apply, can, organization, wait_ready};
 use workspace_operator::api::Organization;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn apply(client: &Client, value: serde_json::Value) {
-    support::try_apply_value(client, serde_json::from_value(value).expect("value"))
-        .await
-        .expect("object accepted");
-}
-
-fn organization(name: &str, admins: &[&str]) -> serde_json::Value {
-    let admins: Vec<_> = admins
-        .iter()
-        .map(|a| json!({"kind": "User", "name": a}))
-        .collect();
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization",
-           "metadata": {"name": name}, "spec": {"displayName": name, "admins": admins}})
-}
-
 async fn administers(user: &str, org: &str) -> bool {
-    let client = support::plane().client_as(user, &[]).await;
-    support::can_i(
-        &client,
+    can(
+        user,
+        &[],
         "administer",
         "organizations.workspaces.dev",
         None,
@@ -46,7 +31,7 @@ async fn admins_administer_their_organization_and_lose_it_when_removed() {
     let admin = plane.admin().await;
     let org = support::unique("org-admins");
     let (alice, bob) = (format!("alice@{org}.io"), format!("bob@{org}.io"));
-    apply(&admin, organization(&org, &[&alice, &bob])).await;
+    apply(&admin, organization(&org, &[&alice, &bob], json!({}))).await;
     support::wait_for(
         "both admins to administer the organization",
         TIMEOUT,
@@ -89,7 +74,7 @@ async fn admins_administer_their_organization_and_lose_it_when_removed() {
     );
     assert!(!administers(&format!("mallory@{org}.io"), &org).await);
 
-    apply(&admin, organization(&org, &[&alice])).await;
+    apply(&admin, organization(&org, &[&alice], json!({}))).await;
     support::wait_for("bob to stop administering", TIMEOUT, || async {
         (!administers(&bob, &org).await).then_some(())
     })
@@ -103,7 +88,11 @@ async fn status_counts_workspaces_and_reports_ready() {
     support::operator::operator();
     let admin = plane.admin().await;
     let org = support::unique("org-count");
-    apply(&admin, organization(&org, &["owner@example.com"])).await;
+    apply(
+        &admin,
+        organization(&org, &["owner@example.com"], json!({})),
+    )
+    .await;
     let orgs: Api<Organization> = Api::all(admin.clone());
     let count = |n: i32| {
         let orgs = orgs.clone();
@@ -148,7 +137,7 @@ async fn workspace_defaults_are_applied_repaired_and_removed_with_the_organizati
     let admin = plane.admin().await;
     let org = support::unique("org-defaults");
     let ws = support::unique("defaulted");
-    let mut spec = organization(&org, &["owner@example.com"]);
+    let mut spec = organization(&org, &["owner@example.com"], json!({}));
     spec["spec"]["workspaceDefaults"] = json!({
         "resourceQuota": {"hard": {"pods": "10", "requests.cpu": "2000m"}},
         "limitRange": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]},
@@ -179,30 +168,13 @@ async fn workspace_defaults_are_applied_repaired_and_removed_with_the_organizati
     // writes nothing for it (quantities compare by amount, not by spelling).
     let operator = support::operator::operator();
     let reconciles = || {
-        operator
-            .get("/metrics")
-            .map(|(_, body)| {
-                body.lines()
-                    .filter(|l| {
-                        l.starts_with(
-                            "workspace_operator_reconciles_total{controller=\"workspace\"}",
-                        )
-                    })
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>()
-            })
-            .unwrap_or(0.0)
+        operator.counter(
+            "workspace_operator_reconciles_total",
+            "controller=\"workspace\"",
+        )
     };
     let workspaces: Api<workspace_operator::api::Workspace> = Api::all(admin.clone());
-    support::wait_for("the workspace to be Ready", TIMEOUT, || async {
-        let w = workspaces.get(&ws).await.ok()?;
-        w.status?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-            .then_some(())
-    })
-    .await;
+    wait_ready(&admin, &ws, "True", None, TIMEOUT).await;
     let mark = plane.audit_mark();
     let before = reconciles();
     workspaces

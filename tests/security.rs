@@ -28,6 +28,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::objects::{
+    self, API_VERSION, apply, create, group, member, merge, user, wait_gone, workspace,
+};
 use support::operator::OPERATOR_NAMESPACE;
 use workspace_operator::api::{
     AccountKind, Organization, Workspace, WorkspaceMember, WorkspaceTransfer,
@@ -45,71 +48,23 @@ const OWNER_BINDING: &str = "workspaces.dev:owner";
 // Objects
 // ---------------------------------------------------------------------------
 
-fn workspace(name: &str, owner_kind: &str, owner: &str, extra: Value) -> Value {
-    let mut value = json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
-                           "metadata": {"name": name},
-                           "spec": {"owner": {"kind": owner_kind, "name": owner}}});
-    merge(&mut value, extra);
-    value
-}
-
+/// An Organization with the users `members` besides its admins.
 fn organization(name: &str, admins: &[&str], members: &[&str], extra: Value) -> Value {
-    let users = |names: &[&str]| -> Vec<Value> {
-        names
-            .iter()
-            .map(|n| json!({"kind": "User", "name": n}))
-            .collect()
-    };
-    let mut value = json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization",
-                           "metadata": {"name": name},
-                           "spec": {"displayName": name, "admins": users(admins), "members": users(members)}});
+    let mut value = objects::organization(
+        name,
+        admins,
+        json!({"spec": {"members": objects::users(members)}}),
+    );
     merge(&mut value, extra);
     value
-}
-
-/// A WorkspaceMember; `role` is e.g. `{"role": "Viewer"}` or `{"clusterRole": "admin"}`.
-fn member(ns: &str, name: &str, subject: Value, role: Value) -> Value {
-    let mut value = json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "WorkspaceMember",
-                           "metadata": {"name": name, "namespace": ns},
-                           "spec": {"subject": subject}});
-    merge(&mut value, json!({ "spec": role }));
-    value
-}
-
-fn user(name: &str) -> Value {
-    json!({"kind": "User", "name": name})
-}
-
-fn group(name: &str) -> Value {
-    json!({"kind": "Group", "name": name})
 }
 
 fn transfer(name: &str, workspace: &str, to_user: &str, extra: Value) -> Value {
-    let mut value = json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "WorkspaceTransfer",
+    let mut value = json!({"apiVersion": API_VERSION, "kind": "WorkspaceTransfer",
                            "metadata": {"name": name},
                            "spec": {"workspace": workspace, "to": {"kind": "User", "name": to_user}}});
     merge(&mut value, extra);
     value
-}
-
-/// RFC 7386 JSON merge patch: `patch` applied to `base` in place.
-fn merge(base: &mut Value, patch: Value) {
-    match patch {
-        Value::Object(patch) => {
-            if !base.is_object() {
-                *base = json!({});
-            }
-            let map = base.as_object_mut().expect("an object");
-            for (key, value) in patch {
-                if value.is_null() {
-                    map.remove(&key);
-                } else {
-                    merge(map.entry(key).or_insert(Value::Null), value);
-                }
-            }
-        }
-        patch => *base = patch,
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -118,35 +73,6 @@ fn merge(base: &mut Value, patch: Value) {
 
 async fn client_as(name: &str, groups: &[&str]) -> Client {
     support::plane().client_as(name, groups).await
-}
-
-/// Creates (server-side apply) `value` as `client`'s identity; panics when refused.
-async fn apply_as(client: &Client, value: Value) {
-    let what = format!(
-        "{} {}",
-        value["kind"].as_str().unwrap_or_default(),
-        value["metadata"]["name"].as_str().unwrap_or_default()
-    );
-    if let Err(err) =
-        support::try_apply_value(client, serde_json::from_value(value).expect("yaml")).await
-    {
-        panic!("{what} was refused: {err}");
-    }
-}
-
-/// Creates (`POST`, like `kubectl create` or the first client-side `kubectl
-/// apply`) `value` as `client`'s identity; panics when refused. Users create
-/// Workspaces this way: server-side apply is a `PATCH`, and
-/// `workspaces:self-provisioner` grants `create` only.
-async fn create_as(client: &Client, value: Value) {
-    let what = format!(
-        "{} {}",
-        value["kind"].as_str().unwrap_or_default(),
-        value["metadata"]["name"].as_str().unwrap_or_default()
-    );
-    if let Err(err) = support::try_create_yaml(client, &value.to_string()).await {
-        panic!("{what} was refused: {err}");
-    }
 }
 
 /// Creates (`POST`) `value` as `api`'s identity.
@@ -255,31 +181,18 @@ fn refusal<T: Debug>(what: &str, result: Result<T, kube::Error>) -> (u16, String
 // Waiting
 // ---------------------------------------------------------------------------
 
-/// The Ready condition of a Workspace: (status, reason, message).
-fn ready(ws: &Workspace) -> Option<(String, String, String)> {
-    let c = ws
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Waits until the Workspace's Ready condition has `status` and `reason`; returns its message.
+/// Waits until the Workspace's Ready condition has `status` and `reason`,
+/// written for its current generation; returns its message.
 async fn wait_ready(admin: &Client, name: &str, status: &str, reason: &str) -> String {
-    let api: Api<Workspace> = Api::all(admin.clone());
     let what = format!("workspace {name} to be Ready={status} ({reason})");
-    support::wait_for(&what, TIMEOUT, || {
-        let api = api.clone();
-        async move {
-            let ws = api.get(name).await.ok()?;
-            let (s, r, message) = ready(&ws)?;
-            (s == status && r == reason && ws.status?.observed_generation == ws.metadata.generation)
-                .then_some(message)
-        }
+    let ws = objects::wait_workspace_until(admin, name, &what, TIMEOUT, |ws| {
+        objects::ready(ws).is_some_and(|c| c.status == status && c.reason == reason)
+            && objects::observed(ws)
     })
-    .await
+    .await;
+    objects::ready(&ws)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 /// Waits until `user` can `verb` `resource` (as `support::can_i` takes it).
@@ -300,16 +213,6 @@ async fn wait_can(
                 .await
                 .then_some(())
         }
-    })
-    .await;
-}
-
-async fn wait_gone<K>(api: &Api<K>, name: &str)
-where
-    K: Resource + Clone + Debug + DeserializeOwned,
-{
-    support::wait_for(&format!("{name} to be gone"), TIMEOUT, || async move {
-        matches!(api.get_opt(name).await, Ok(None)).then_some(())
     })
     .await;
 }
@@ -364,7 +267,7 @@ async fn setup() -> Client {
 /// owner's access to its namespace and to the Workspace object in place.
 async fn own_workspace(admin: &Client, owner: &str, prefix: &str, extra: Value) -> String {
     let name = support::unique(prefix);
-    create_as(
+    create(
         &client_as(owner, &[]).await,
         workspace(&name, "User", owner, extra),
     )
@@ -401,7 +304,7 @@ async fn own_organization(
     extra: Value,
 ) -> String {
     let name = support::unique(prefix);
-    apply_as(admin, organization(&name, admins, members, extra)).await;
+    apply(admin, organization(&name, admins, members, extra)).await;
     for a in admins {
         wait_can(
             a,
@@ -731,7 +634,7 @@ async fn a_developer_cannot_create_an_owner_member() {
     // dave is a Developer through a group (groups are never invitations).
     let dave = format!("dave-{ws}@example.com");
     let devs = format!("devs-{ws}");
-    apply_as(
+    apply(
         &client_as(&owner, &[]).await,
         member(&ws, "devs", group(&devs), json!({"role": "Developer"})),
     )
@@ -805,7 +708,7 @@ async fn a_member_manager_cannot_grant_a_role_it_may_not_bind() {
     // WorkspaceMembers but bind only Viewer. RBAC lets the request in;
     // the escalation policy decides what it may grant.
     let manny = format!("manny-{ws}@example.com");
-    apply_as(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                "metadata": {"name": "member-manager", "namespace": ws},
@@ -816,7 +719,7 @@ async fn a_member_manager_cannot_grant_a_role_it_may_not_bind() {
                     "verbs": ["bind"], "resourceNames": ["workspaces:viewer"]}]}),
     )
     .await;
-    apply_as(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": "member-manager", "namespace": ws},
@@ -1051,7 +954,7 @@ async fn a_service_account_of_another_tenant_is_not_admitted_to_an_organization_
     // An organization admin creates the organization's workspace themself.
     let ws = support::unique("sec-sa-ws");
     let _dump = support::dump_on_failure(&[&ws]);
-    create_as(
+    create(
         &client_as(&olga, &[]).await,
         workspace(&ws, "Organization", &org, json!({})),
     )
@@ -1181,7 +1084,7 @@ async fn only_the_invitee_answers_an_invitation() {
     }
     // The invitee answers (given access to his WorkspaceMember the way the
     // operator will grant it).
-    apply_as(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                "metadata": {"name": "bob-answers", "namespace": ws},
@@ -1189,7 +1092,7 @@ async fn only_the_invitee_answers_an_invitation() {
                           "resourceNames": ["bob"], "verbs": ["get", "patch"]}]}),
     )
     .await;
-    apply_as(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": "bob-answers", "namespace": ws},
@@ -1299,7 +1202,7 @@ async fn only_organization_admins_create_its_workspaces() {
     )
     .await;
     // Its admin may.
-    create_as(
+    create(
         &client_as(&olga, &[]).await,
         workspace(&name, "Organization", &org, json!({})),
     )
@@ -1407,7 +1310,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
     let inv = Invariants::capture(&admin, &mallory, &[], &[&team]).await;
     let client = inv.attacker.clone();
     let pointing = support::unique("sec-claim");
-    create_as(
+    create(
         &client,
         workspace(
             &pointing,
@@ -1424,7 +1327,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
     );
     inv.hold("a Workspace points spec.namespace at another tenant's namespace")
         .await;
-    create_as(
+    create(
         &client,
         workspace(
             &team,
@@ -1451,7 +1354,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
         api.delete(name, &DeleteParams::default())
             .await
             .expect("delete the claiming Workspace");
-        wait_gone(&Api::<Workspace>::all(admin.clone()), name).await;
+        wait_gone(&Api::<Workspace>::all(admin.clone()), name, TIMEOUT).await;
     }
     inv.hold("the claiming Workspaces are deleted").await;
     assert!(
@@ -1567,7 +1470,7 @@ async fn a_protected_workspace_is_not_deleted_until_protection_is_lifted() {
     .await;
     // A platform admin's deletecollection is judged item by item.
     let pat = format!("pat-{ws}@example.com");
-    apply_as(
+    apply(
         &admin,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": format!("security-tests:platform-admin:{ws}")},
@@ -1609,8 +1512,8 @@ async fn a_protected_workspace_is_not_deleted_until_protection_is_lifted() {
     api.delete(&ws, &DeleteParams::default())
         .await
         .expect("the Owner deletes the unprotected Workspace");
-    wait_gone(&Api::<Workspace>::all(admin.clone()), &ws).await;
-    wait_gone(&Api::<Namespace>::all(admin.clone()), &ws).await;
+    wait_gone(&Api::<Workspace>::all(admin.clone()), &ws, TIMEOUT).await;
+    wait_gone(&Api::<Namespace>::all(admin.clone()), &ws, TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -1841,7 +1744,7 @@ async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
         .await
         .unwrap();
     let inv = Invariants::capture(&admin, &mallory, &[], &[&name]).await;
-    create_as(
+    create(
         &inv.attacker,
         workspace(
             &name,
@@ -1864,7 +1767,7 @@ async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
         .delete(&name, &DeleteParams::default())
         .await
         .expect("delete the claiming Workspace");
-    wait_gone(&Api::<Workspace>::all(admin.clone()), &name).await;
+    wait_gone(&Api::<Workspace>::all(admin.clone()), &name, TIMEOUT).await;
     inv.hold("the Workspace of the forged namespace is deleted")
         .await;
     assert!(
@@ -1896,7 +1799,7 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
         .unwrap();
     let inv = Invariants::capture(&admin, &mallory, &[], &[&name]).await;
     let claim = support::unique("sec-uid-claim");
-    create_as(
+    create(
         &inv.attacker,
         workspace(
             &claim,
@@ -1917,7 +1820,7 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
         .delete(&claim, &DeleteParams::default())
         .await
         .expect("delete the claiming Workspace");
-    wait_gone(&Api::<Workspace>::all(admin.clone()), &claim).await;
+    wait_gone(&Api::<Workspace>::all(admin.clone()), &claim, TIMEOUT).await;
     inv.hold("the claiming Workspace is deleted").await;
     wait_ready(&admin, &victim.workspace, "True", "Provisioned").await;
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use support::objects::{apply, can, organization, wait_gone, wait_ready, workspace};
 use workspace_operator::api::Workspace;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,91 +22,24 @@ async fn setup() -> Client {
     plane.admin().await
 }
 
-async fn create(client: &Client, value: serde_json::Value) {
-    support::try_apply_value(client, serde_json::from_value(value).expect("yaml value"))
-        .await
-        .expect("object accepted");
-}
-
-fn workspace(
-    name: &str,
-    owner_kind: &str,
-    owner: &str,
-    extra: serde_json::Value,
-) -> serde_json::Value {
-    let mut spec = json!({"owner": {"kind": owner_kind, "name": owner}});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name}, "spec": spec})
-}
-
-fn organization(name: &str, admins: &[&str], limit: Option<i32>) -> serde_json::Value {
-    let admins: Vec<_> = admins
-        .iter()
-        .map(|a| json!({"kind": "User", "name": a}))
-        .collect();
-    let mut spec = json!({"displayName": name, "admins": admins});
-    if let Some(limit) = limit {
-        spec["limits"] = json!({"workspaces": limit});
-    }
-    json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Organization", "metadata": {"name": name}, "spec": spec})
-}
-
-fn ready(ws: &Workspace) -> Option<(String, String)> {
-    let c = ws
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-/// Waits until the Workspace's Ready condition has `status` and `reason`.
-async fn wait_ready(client: &Client, name: &str, status: &str, reason: &str) -> Workspace {
-    let api: Api<Workspace> = Api::all(client.clone());
-    let what = format!("workspace {name} to be Ready={status} ({reason})");
-    support::wait_for(&what, TIMEOUT, || {
-        let api = api.clone();
-        async move {
-            let ws = api.get(name).await.ok()?;
-            (ready(&ws) == Some((status.to_string(), reason.to_string()))).then_some(ws)
-        }
-    })
-    .await
-}
-
-async fn wait_gone<K>(api: &Api<K>, name: &str)
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    support::wait_for(&format!("{name} to be gone"), TIMEOUT, || async move {
-        matches!(api.get_opt(name).await, Ok(None)).then_some(())
-    })
-    .await;
-}
-
-async fn can(user: &str, verb: &str, resource: &str, ns: Option<&str>, name: Option<&str>) -> bool {
-    let client = support::plane().client_as(user, &[]).await;
-    support::can_i(&client, verb, resource, ns, name).await
-}
-
 #[tokio::test]
 async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
     let admin = setup().await;
     let name = support::unique("personal");
     let owner = format!("{name}@example.com");
     let _dump = support::dump_on_failure(&[&name]);
-    create(
+    apply(
         &admin,
-        workspace(&name, "User", &owner, json!({"description": "my flows"})),
+        workspace(
+            &name,
+            "User",
+            &owner,
+            json!({"spec": {"description": "my flows"}}),
+        ),
     )
     .await;
 
-    let ws = wait_ready(&admin, &name, "True", "Provisioned").await;
+    let ws = wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
     let status = ws.status.expect("status");
     assert_eq!(status.namespace.as_deref(), Some(name.as_str()));
     assert_eq!(status.handle.as_deref(), Some(name.as_str()));
@@ -140,6 +74,7 @@ async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
     assert!(
         can(
             &owner,
+            &[],
             "create",
             "workspacemembers.workspaces.dev",
             Some(&name),
@@ -147,10 +82,11 @@ async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
         )
         .await
     );
-    assert!(can(&owner, "create", "secrets", Some(&name), None).await);
+    assert!(can(&owner, &[], "create", "secrets", Some(&name), None).await);
     assert!(
         can(
             &owner,
+            &[],
             "delete",
             "workspaces.workspaces.dev",
             None,
@@ -161,6 +97,7 @@ async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
     assert!(
         can(
             &owner,
+            &[],
             "get",
             "workspaces.workspaces.dev",
             None,
@@ -170,10 +107,11 @@ async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
     );
     // Someone else has nothing.
     let stranger = format!("stranger-{name}@example.com");
-    assert!(!can(&stranger, "list", "pods", Some(&name), None).await);
+    assert!(!can(&stranger, &[], "list", "pods", Some(&name), None).await);
     assert!(
         !can(
             &stranger,
+            &[],
             "get",
             "workspaces.workspaces.dev",
             None,
@@ -185,6 +123,7 @@ async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
     assert!(
         !can(
             &owner,
+            &[],
             "get",
             "workspaces.workspaces.dev",
             None,
@@ -201,22 +140,28 @@ async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
     let name = support::unique("org-ws");
     let (alice, carol) = (format!("alice@{org}.io"), format!("carol@{org}.io"));
     let _dump = support::dump_on_failure(&[&name]);
-    create(&admin, organization(&org, &[&alice, &carol], None)).await;
-    create(
+    apply(&admin, organization(&org, &[&alice, &carol], json!({}))).await;
+    apply(
         &admin,
-        workspace(&name, "Organization", &org, json!({"handle": "prod"})),
+        workspace(
+            &name,
+            "Organization",
+            &org,
+            json!({"spec": {"handle": "prod"}}),
+        ),
     )
     .await;
-    let ws = wait_ready(&admin, &name, "True", "Provisioned").await;
+    let ws = wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
     assert_eq!(ws.status.unwrap().handle.as_deref(), Some("prod"));
     for user in [&alice, &carol] {
         assert!(
-            can(user, "create", "deployments.apps", Some(&name), None).await,
+            can(user, &[], "create", "deployments.apps", Some(&name), None).await,
             "{user}"
         );
         assert!(
             can(
                 user,
+                &[],
                 "delete",
                 "workspaces.workspaces.dev",
                 None,
@@ -227,13 +172,14 @@ async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
         );
     }
 
-    create(&admin, organization(&org, &[&alice], None)).await;
+    apply(&admin, organization(&org, &[&alice], json!({}))).await;
     // Her RoleBinding in the namespace and her ClusterRoleBinding to the
     // Workspace object are two writes: wait for both.
     support::wait_for("carol to lose access", TIMEOUT, || async {
-        let ns_access = can(&carol, "list", "pods", Some(&name), None).await;
+        let ns_access = can(&carol, &[], "list", "pods", Some(&name), None).await;
         let ws_access = can(
             &carol,
+            &[],
             "get",
             "workspaces.workspaces.dev",
             None,
@@ -243,7 +189,7 @@ async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
         (!ns_access && !ws_access).then_some(())
     })
     .await;
-    assert!(can(&alice, "list", "pods", Some(&name), None).await);
+    assert!(can(&alice, &[], "list", "pods", Some(&name), None).await);
 }
 
 #[tokio::test]
@@ -251,15 +197,22 @@ async fn missing_organization_is_reported_and_provisioning_follows_its_creation(
     let admin = setup().await;
     let org = support::unique("later");
     let name = support::unique("orphan");
-    create(&admin, workspace(&name, "Organization", &org, json!({}))).await;
-    wait_ready(&admin, &name, "False", "OrganizationNotFound").await;
+    apply(&admin, workspace(&name, "Organization", &org, json!({}))).await;
+    wait_ready(
+        &admin,
+        &name,
+        "False",
+        Some("OrganizationNotFound"),
+        TIMEOUT,
+    )
+    .await;
     let ns: Api<Namespace> = Api::all(admin.clone());
     assert!(
         ns.get_opt(&name).await.unwrap().is_none(),
         "nothing is provisioned"
     );
-    create(&admin, organization(&org, &["dana@example.com"], None)).await;
-    wait_ready(&admin, &name, "True", "Provisioned").await;
+    apply(&admin, organization(&org, &["dana@example.com"], json!({}))).await;
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -268,18 +221,18 @@ async fn second_workspace_with_the_same_handle_reports_handle_conflict() {
     let owner = format!("{}@example.com", support::unique("handles"));
     let first = support::unique("hc-first");
     let second = support::unique("hc-second");
-    create(
+    apply(
         &admin,
-        workspace(&first, "User", &owner, json!({"handle": "prod"})),
+        workspace(&first, "User", &owner, json!({"spec": {"handle": "prod"}})),
     )
     .await;
-    wait_ready(&admin, &first, "True", "Provisioned").await;
-    create(
+    wait_ready(&admin, &first, "True", Some("Provisioned"), TIMEOUT).await;
+    apply(
         &admin,
-        workspace(&second, "User", &owner, json!({"handle": "prod"})),
+        workspace(&second, "User", &owner, json!({"spec": {"handle": "prod"}})),
     )
     .await;
-    let ws = wait_ready(&admin, &second, "False", "HandleConflict").await;
+    let ws = wait_ready(&admin, &second, "False", Some("HandleConflict"), TIMEOUT).await;
     assert!(
         ws.status
             .unwrap()
@@ -295,46 +248,77 @@ async fn second_workspace_with_the_same_handle_reports_handle_conflict() {
 
     // Another owner may use the same handle.
     let other = support::unique("hc-other");
-    create(
+    apply(
         &admin,
         workspace(
             &other,
             "User",
             "someone-else@example.com",
-            json!({"handle": "prod"}),
+            json!({"spec": {"handle": "prod"}}),
         ),
     )
     .await;
-    wait_ready(&admin, &other, "True", "Provisioned").await;
+    wait_ready(&admin, &other, "True", Some("Provisioned"), TIMEOUT).await;
 
     // Freeing the handle lets the second one in.
     Api::<Workspace>::all(admin.clone())
         .delete(&first, &DeleteParams::default())
         .await
         .unwrap();
-    wait_ready(&admin, &second, "True", "Provisioned").await;
+    wait_ready(&admin, &second, "True", Some("Provisioned"), TIMEOUT).await;
 }
 
 #[tokio::test]
 async fn organization_limit_blocks_the_newest_and_freeing_a_slot_provisions_it() {
     let admin = setup().await;
     let org = support::unique("limited");
-    create(&admin, organization(&org, &["erin@example.com"], Some(1))).await;
+    apply(
+        &admin,
+        organization(
+            &org,
+            &["erin@example.com"],
+            json!({"spec": {"limits": {"workspaces": 1}}}),
+        ),
+    )
+    .await;
     let first = support::unique("lim-a");
     let second = support::unique("lim-b");
-    create(&admin, workspace(&first, "Organization", &org, json!({}))).await;
-    wait_ready(&admin, &first, "True", "Provisioned").await;
-    create(&admin, workspace(&second, "Organization", &org, json!({}))).await;
-    wait_ready(&admin, &second, "False", "WorkspaceLimitExceeded").await;
+    apply(&admin, workspace(&first, "Organization", &org, json!({}))).await;
+    wait_ready(&admin, &first, "True", Some("Provisioned"), TIMEOUT).await;
+    apply(&admin, workspace(&second, "Organization", &org, json!({}))).await;
+    wait_ready(
+        &admin,
+        &second,
+        "False",
+        Some("WorkspaceLimitExceeded"),
+        TIMEOUT,
+    )
+    .await;
 
     // Lowering the limit never tears down what exists.
-    create(&admin, organization(&org, &["erin@example.com"], Some(0))).await;
+    apply(
+        &admin,
+        organization(
+            &org,
+            &["erin@example.com"],
+            json!({"spec": {"limits": {"workspaces": 0}}}),
+        ),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    wait_ready(&admin, &first, "True", "Provisioned").await;
+    wait_ready(&admin, &first, "True", Some("Provisioned"), TIMEOUT).await;
 
     // Raising it provisions the waiting one.
-    create(&admin, organization(&org, &["erin@example.com"], Some(2))).await;
-    wait_ready(&admin, &second, "True", "Provisioned").await;
+    apply(
+        &admin,
+        organization(
+            &org,
+            &["erin@example.com"],
+            json!({"spec": {"limits": {"workspaces": 2}}}),
+        ),
+    )
+    .await;
+    wait_ready(&admin, &second, "True", Some("Provisioned"), TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -359,8 +343,8 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
     .await
     .unwrap();
     let owner = format!("{name}@example.com");
-    create(&admin, workspace(&name, "User", &owner, json!({}))).await;
-    wait_ready(&admin, &name, "False", "NamespaceConflict").await;
+    apply(&admin, workspace(&name, "User", &owner, json!({}))).await;
+    wait_ready(&admin, &name, "False", Some("NamespaceConflict"), TIMEOUT).await;
     // The owner gets nothing in the namespace, but may see the blocked
     // Workspace (to learn why) and delete it.
     support::wait_for(
@@ -369,6 +353,7 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
         || async {
             can(
                 &owner,
+                &[],
                 "get",
                 "workspaces.workspaces.dev",
                 None,
@@ -382,6 +367,7 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
     assert!(
         can(
             &owner,
+            &[],
             "delete",
             "workspaces.workspaces.dev",
             None,
@@ -394,7 +380,7 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
         ns.labels().get("workspaces.dev/workspace").is_none(),
         "the namespace was not touched"
     );
-    assert!(!can(&owner, "list", "pods", Some(&name), None).await);
+    assert!(!can(&owner, &[], "list", "pods", Some(&name), None).await);
 
     // A cluster admin allows adoption.
     namespaces
@@ -405,15 +391,15 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
         )
         .await
         .unwrap();
-    wait_ready(&admin, &name, "True", "Provisioned").await;
-    assert!(can(&owner, "list", "pods", Some(&name), None).await);
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
+    assert!(can(&owner, &[], "list", "pods", Some(&name), None).await);
 
     // An adopted namespace is retained even with deletionPolicy Delete.
     Api::<Workspace>::all(admin.clone())
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    wait_gone(&Api::<Workspace>::all(admin.clone()), &name).await;
+    wait_gone(&Api::<Workspace>::all(admin.clone()), &name, TIMEOUT).await;
     let ns = namespaces.get(&name).await.expect("adopted namespace kept");
     assert!(ns.metadata.deletion_timestamp.is_none());
     assert_eq!(ns.labels().get("team").map(String::as_str), Some("x"));
@@ -429,12 +415,17 @@ async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_
     let admin = setup().await;
     let name = support::unique("doomed");
     let owner = format!("{name}@example.com");
-    create(
+    apply(
         &admin,
-        workspace(&name, "User", &owner, json!({"deletionPolicy": "Delete"})),
+        workspace(
+            &name,
+            "User",
+            &owner,
+            json!({"spec": {"deletionPolicy": "Delete"}}),
+        ),
     )
     .await;
-    wait_ready(&admin, &name, "True", "Provisioned").await;
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
     // A finalizer on a ConfigMap holds the namespace in Terminating, so the
     // Workspace's wait is observable.
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &name);
@@ -453,7 +444,7 @@ async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    let ws = wait_ready(&admin, &name, "False", "Deleting").await;
+    let ws = wait_ready(&admin, &name, "False", Some("Deleting"), TIMEOUT).await;
     assert_eq!(
         ws.status
             .unwrap()
@@ -466,6 +457,7 @@ async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_
     assert!(
         can(
             &owner,
+            &[],
             "get",
             "workspaces.workspaces.dev",
             None,
@@ -481,8 +473,8 @@ async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_
     )
     .await
     .unwrap();
-    wait_gone(&Api::<Namespace>::all(admin.clone()), &name).await;
-    wait_gone(&workspaces, &name).await;
+    wait_gone(&Api::<Namespace>::all(admin.clone()), &name, TIMEOUT).await;
+    wait_gone(&workspaces, &name, TIMEOUT).await;
     let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
     assert!(
         crbs.get_opt(&format!("workspaces.dev:workspace:{name}:owner"))
@@ -493,6 +485,7 @@ async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_
     assert!(
         !can(
             &owner,
+            &[],
             "get",
             "workspaces.workspaces.dev",
             None,
@@ -507,12 +500,17 @@ async fn retain_policy_keeps_the_namespace_and_its_contents() {
     let admin = setup().await;
     let name = support::unique("kept");
     let owner = format!("{name}@example.com");
-    create(
+    apply(
         &admin,
-        workspace(&name, "User", &owner, json!({"deletionPolicy": "Retain"})),
+        workspace(
+            &name,
+            "User",
+            &owner,
+            json!({"spec": {"deletionPolicy": "Retain"}}),
+        ),
     )
     .await;
-    wait_ready(&admin, &name, "True", "Provisioned").await;
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &name);
     cms.create(
         &PostParams::default(),
@@ -526,7 +524,7 @@ async fn retain_policy_keeps_the_namespace_and_its_contents() {
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    wait_gone(&workspaces, &name).await;
+    wait_gone(&workspaces, &name, TIMEOUT).await;
 
     let ns = Api::<Namespace>::all(admin.clone())
         .get(&name)
@@ -560,7 +558,7 @@ async fn retain_policy_keeps_the_namespace_and_its_contents() {
         rbs.get_opt("workspaces.dev:owner").await.unwrap().is_none(),
         "owner binding removed"
     );
-    assert!(!can(&owner, "list", "pods", Some(&name), None).await);
+    assert!(!can(&owner, &[], "list", "pods", Some(&name), None).await);
 }
 
 #[tokio::test]
@@ -568,18 +566,25 @@ async fn workspace_whose_namespace_never_existed_deletes_cleanly() {
     let admin = setup().await;
     let name = support::unique("never");
     // Blocked: its organization does not exist, so nothing was provisioned.
-    create(
+    apply(
         &admin,
         workspace(&name, "Organization", &support::unique("ghost"), json!({})),
     )
     .await;
-    wait_ready(&admin, &name, "False", "OrganizationNotFound").await;
+    wait_ready(
+        &admin,
+        &name,
+        "False",
+        Some("OrganizationNotFound"),
+        TIMEOUT,
+    )
+    .await;
     let workspaces: Api<Workspace> = Api::all(admin.clone());
     workspaces
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    wait_gone(&workspaces, &name).await;
+    wait_gone(&workspaces, &name, TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -587,8 +592,8 @@ async fn deleted_binding_and_edited_label_are_repaired() {
     let admin = setup().await;
     let name = support::unique("drift");
     let owner = format!("{name}@example.com");
-    create(&admin, workspace(&name, "User", &owner, json!({}))).await;
-    wait_ready(&admin, &name, "True", "Provisioned").await;
+    apply(&admin, workspace(&name, "User", &owner, json!({}))).await;
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
 
     let rbs: Api<RoleBinding> = Api::namespaced(admin.clone(), &name);
     rbs.delete("workspaces.dev:owner", &DeleteParams::default())
@@ -602,7 +607,7 @@ async fn deleted_binding_and_edited_label_are_repaired() {
             .map(|_| ())
     })
     .await;
-    assert!(can(&owner, "list", "pods", Some(&name), None).await);
+    assert!(can(&owner, &[], "list", "pods", Some(&name), None).await);
 
     // A subject slipped into the owner binding is removed again.
     rbs.patch(
@@ -652,8 +657,8 @@ async fn namespace_never_inherits_gitops_tracking_labels() {
     ws["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "platform", "kustomize.toolkit.fluxcd.io/name": "tenants"});
     ws["metadata"]["annotations"] =
         json!({"argocd.argoproj.io/tracking-id": "platform:workspaces.dev/Workspace:/x"});
-    create(&admin, ws).await;
-    wait_ready(&admin, &name, "True", "Provisioned").await;
+    apply(&admin, ws).await;
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
     let ns = Api::<Namespace>::all(admin.clone())
         .get(&name)
         .await

@@ -179,6 +179,29 @@ impl Operator {
         Some((code, body))
     }
 
+    /// The value of a counter or gauge in `/metrics`, summed over the series
+    /// whose line starts with `name` and contains `label_filter` (e.g.
+    /// `controller="workspace"`, or `""` for all); `None` when `/metrics`
+    /// does not answer 200.
+    pub fn metric(&self, name: &str, label_filter: &str) -> Option<f64> {
+        let (code, body) = self.get("/metrics")?;
+        if code != 200 {
+            return None;
+        }
+        let sum = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l.contains(label_filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Some(sum)
+    }
+
+    /// Like [`Operator::metric`], 0 when `/metrics` does not answer.
+    pub fn counter(&self, name: &str, label_filter: &str) -> f64 {
+        self.metric(name, label_filter).unwrap_or(0.0)
+    }
+
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
         matches!(self.get("/readyz"), Some((200, _)))

@@ -1,0 +1,240 @@
+//! The objects the scenarios create and the small steps they repeat: JSON
+//! builders for Workspaces, Organizations, WorkspaceMembers and their
+//! subjects; creating them as a given client; waiting on a Workspace's Ready
+//! condition; asking whether an impersonated user may do something.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::Api;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use workspace_operator::api::Workspace;
+
+/// The `apiVersion` of every kind the operator serves.
+pub const API_VERSION: &str = "workspaces.dev/v1alpha1";
+
+// ---------------------------------------------------------------------------
+// Objects
+// ---------------------------------------------------------------------------
+
+/// RFC 7386 JSON merge patch: `patch` applied to `base` in place (objects
+/// merge key by key, `null` removes a key, anything else replaces).
+pub fn merge(base: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(patch) => {
+            if !base.is_object() {
+                *base = json!({});
+            }
+            let map = base.as_object_mut().expect("an object");
+            for (key, value) in patch {
+                if value.is_null() {
+                    map.remove(&key);
+                } else {
+                    merge(map.entry(key).or_insert(Value::Null), value);
+                }
+            }
+        }
+        patch => *base = patch,
+    }
+}
+
+/// A Workspace owned by `owner_kind`/`owner`; `extra` is merged into the
+/// whole object (e.g. `{"spec": {"handle": "prod"}}`).
+pub fn workspace(name: &str, owner_kind: &str, owner: &str, extra: Value) -> Value {
+    let mut value = json!({"apiVersion": API_VERSION, "kind": "Workspace",
+                           "metadata": {"name": name},
+                           "spec": {"owner": {"kind": owner_kind, "name": owner}}});
+    merge(&mut value, extra);
+    value
+}
+
+/// An Organization named and displayed as `name`, administered by the users
+/// `admins`; `extra` is merged into the whole object (members, limits,
+/// defaults, or `{"spec": {"displayName": null}}` to leave the name out).
+pub fn organization(name: &str, admins: &[&str], extra: Value) -> Value {
+    let mut value = json!({"apiVersion": API_VERSION, "kind": "Organization",
+                           "metadata": {"name": name},
+                           "spec": {"displayName": name, "admins": users(admins)}});
+    merge(&mut value, extra);
+    value
+}
+
+/// What a WorkspaceMember grants: a built-in role by name (`"Viewer"`) or a
+/// whole `spec` fragment (`{"clusterRole": "admin"}`, `{"role": "Owner"}`).
+pub trait Grant {
+    fn into_spec(self) -> Value;
+}
+
+impl Grant for &str {
+    fn into_spec(self) -> Value {
+        json!({ "role": self })
+    }
+}
+
+impl Grant for &String {
+    fn into_spec(self) -> Value {
+        json!({ "role": self })
+    }
+}
+
+impl Grant for Value {
+    fn into_spec(self) -> Value {
+        self
+    }
+}
+
+/// A WorkspaceMember in `ns` giving `subject` what `grant` names.
+pub fn member(ns: &str, name: &str, subject: Value, grant: impl Grant) -> Value {
+    let mut value = json!({"apiVersion": API_VERSION, "kind": "WorkspaceMember",
+                           "metadata": {"name": name, "namespace": ns},
+                           "spec": {"subject": subject}});
+    merge(&mut value, json!({ "spec": grant.into_spec() }));
+    value
+}
+
+/// The grant of a custom ClusterRole, for [`member`].
+pub fn cluster_role(name: &str) -> Value {
+    json!({ "clusterRole": name })
+}
+
+/// A User subject.
+pub fn user(name: &str) -> Value {
+    json!({"kind": "User", "name": name})
+}
+
+/// User subjects, one per name.
+pub fn users(names: &[&str]) -> Vec<Value> {
+    names.iter().map(|n| user(n)).collect()
+}
+
+/// A Group subject.
+pub fn group(name: &str) -> Value {
+    json!({"kind": "Group", "name": name})
+}
+
+/// A ServiceAccount subject.
+pub fn service_account(namespace: &str, name: &str) -> Value {
+    json!({"kind": "ServiceAccount", "name": name, "namespace": namespace})
+}
+
+// ---------------------------------------------------------------------------
+// Acting as someone
+// ---------------------------------------------------------------------------
+
+fn describe(value: &Value) -> String {
+    format!(
+        "{} {}",
+        value["kind"].as_str().unwrap_or_default(),
+        value["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+/// Server-side applies `value` as `client`'s identity; panics when refused.
+pub async fn apply(client: &Client, value: Value) {
+    let what = describe(&value);
+    if let Err(err) =
+        super::try_apply_value(client, serde_json::from_value(value).expect("yaml")).await
+    {
+        panic!("{what} was refused: {err}");
+    }
+}
+
+/// Creates (`POST`, like `kubectl create` or the first client-side `kubectl
+/// apply`) `value` as `client`'s identity; panics when refused. Users create
+/// Workspaces this way: server-side apply is a `PATCH`, and
+/// `workspaces:self-provisioner` grants `create` only.
+pub async fn create(client: &Client, value: Value) {
+    let what = describe(&value);
+    if let Err(err) = super::try_create_yaml(client, &value.to_string()).await {
+        panic!("{what} was refused: {err}");
+    }
+}
+
+/// Whether `user` in `groups` (impersonated) may `verb` `resource` (as
+/// [`super::can_i`] takes it) in `ns`, on the object `name`.
+pub async fn can(
+    user: &str,
+    groups: &[&str],
+    verb: &str,
+    resource: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> bool {
+    let client = super::plane().client_as(user, groups).await;
+    super::can_i(&client, verb, resource, ns, name).await
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------
+
+/// The Ready condition among `conditions`.
+pub fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == "Ready")
+}
+
+/// The Ready condition of a Workspace.
+pub fn ready(ws: &Workspace) -> Option<&Condition> {
+    ready_of(&ws.status.as_ref()?.conditions)
+}
+
+/// Whether the Workspace's status was written for its current generation.
+pub fn observed(ws: &Workspace) -> bool {
+    ws.status
+        .as_ref()
+        .is_some_and(|s| s.observed_generation == ws.metadata.generation)
+}
+
+/// Polls the Workspace `name` until `check` holds, and returns it; panics
+/// with `what` after `timeout`.
+pub async fn wait_workspace_until(
+    client: &Client,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Workspace) -> bool,
+) -> Workspace {
+    let api: Api<Workspace> = Api::all(client.clone());
+    let check = &check;
+    super::wait_for(what, timeout, || {
+        let api = api.clone();
+        async move {
+            let ws = api.get(name).await.ok()?;
+            check(&ws).then_some(ws)
+        }
+    })
+    .await
+}
+
+/// Waits until the Workspace's Ready condition has `status` and, when given,
+/// `reason`; returns the Workspace.
+pub async fn wait_ready(
+    client: &Client,
+    name: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+) -> Workspace {
+    let what = match reason {
+        Some(reason) => format!("workspace {name} to be Ready={status} ({reason})"),
+        None => format!("workspace {name} to be Ready={status}"),
+    };
+    wait_workspace_until(client, name, &what, timeout, |ws| {
+        ready(ws).is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
+    })
+    .await
+}
+
+/// Waits until the object `name` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    super::wait_for(&format!("{name} to be gone"), timeout, || async move {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await;
+}
