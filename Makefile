@@ -21,3 +21,11 @@ controlplane:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+## Run the performance harness (docs/performance.md) on a fresh control plane:
+## `make bench N=1000` (N workspaces; BENCH_ARGS passes more options).
+.PHONY: bench
+N ?= 100
+bench:
+	bash tests/controlplane/build.sh >/dev/null
+	cargo bench --bench perf -- --workspaces $(N) $(BENCH_ARGS)

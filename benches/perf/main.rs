@@ -1,0 +1,142 @@
+//! The performance harness of issue 7: `make bench N=1000`, or
+//! `cargo bench --bench perf -- --workspaces 1000 [--members 2] …`.
+//!
+//! Starts the project's control plane, runs every scenario against the
+//! operator binary (built by `cargo bench` in the release-like bench
+//! profile), prints a table and writes `target/bench/perf-<N>.json`.
+//! `docs/performance.md` explains the scenarios, what is counted and the
+//! latest figures. Under `cargo test --all-targets` (no `--bench` argument)
+//! it does nothing: `tests/bench_smoke.rs` is its test.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scenarios::Settings;
+
+const USAGE: &str = "\
+usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
+  --workspaces N             workspaces in the cold-converge population (default 100)
+  --members M                WorkspaceMembers per workspace (default 2)
+  --per-organization K       workspaces per owning Organization (default 10)
+  --idle SECONDS             how long the converged operator is watched idle (default 120)
+  --latency-samples L        single creates timed at light load (default 200)
+  --churn C                  members added and then removed (default 100)
+  --setup-concurrency X      concurrency of the admin's untimed setup (default 16)
+  --calibration-concurrency Y  concurrency of the calibration client per pool (default 8,
+                             the operator's --concurrency per controller)
+  --out PATH                 JSON report (default target/bench/perf-<N>.json)
+  --keep-logs                copy the audit log and the operator's logs next to the report";
+
+struct Run {
+    settings: Settings,
+    out: PathBuf,
+    keep_logs: bool,
+}
+
+fn parse() -> Result<Option<Run>, String> {
+    let mut settings = Settings {
+        workspaces: 100,
+        members: 2,
+        per_organization: 10,
+        idle: Duration::from_secs(120),
+        latency_samples: 200,
+        churn: 100,
+        setup_concurrency: 16,
+        calibration_concurrency: 8,
+    };
+    let mut out = None;
+    let mut bench = false;
+    let mut keep_logs = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{arg} needs a value"))
+                .and_then(|v| v.parse::<usize>().map_err(|e| format!("{arg} {v}: {e}")))
+        };
+        match arg.as_str() {
+            // cargo bench passes --bench; cargo test --all-targets does not.
+            "--bench" => bench = true,
+            "--workspaces" | "-n" => settings.workspaces = value()?,
+            "--members" => settings.members = value()?,
+            "--per-organization" => settings.per_organization = value()?.max(1),
+            "--idle" => settings.idle = Duration::from_secs(value()? as u64),
+            "--latency-samples" => settings.latency_samples = value()?,
+            "--churn" => settings.churn = value()?,
+            "--setup-concurrency" => settings.setup_concurrency = value()?.max(1),
+            "--calibration-concurrency" => settings.calibration_concurrency = value()?.max(1),
+            "--keep-logs" => keep_logs = true,
+            "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a path")?)),
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if !bench {
+        return Ok(None);
+    }
+    if settings.workspaces == 0 {
+        return Err("--workspaces must be at least 1".into());
+    }
+    let out = out.unwrap_or_else(|| {
+        support::repo_root().join(format!("target/bench/perf-{}.json", settings.workspaces))
+    });
+    Ok(Some(Run {
+        settings,
+        out,
+        keep_logs,
+    }))
+}
+
+fn main() {
+    let Run {
+        settings,
+        out,
+        keep_logs,
+    } = match parse() {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            println!("perf: not run under `cargo test` (use `make bench N=…`)");
+            return;
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = runtime.block_on(scenarios::run(&settings));
+    println!("{}", report.table());
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("create the report directory");
+    }
+    let json = serde_json::to_string_pretty(&report).expect("report as JSON");
+    std::fs::write(&out, json + "\n").expect("write the JSON report");
+    println!("report written to {}", out.display());
+    if keep_logs {
+        keep(&out.with_extension("logs"));
+    }
+}
+
+/// Copies the audit log and the operator's and API server's logs to `dir`.
+fn keep(dir: &std::path::Path) {
+    let Some(plane) = support::plane().dir() else {
+        return;
+    };
+    std::fs::create_dir_all(dir).expect("create the logs directory");
+    let files = std::fs::read_dir(plane).expect("read the plane's directory");
+    for file in files.filter_map(Result::ok) {
+        let name = file.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            let _ = std::fs::copy(file.path(), dir.join(&name));
+        }
+    }
+    println!("logs copied to {}", dir.display());
+}

@@ -1,0 +1,570 @@
+//! The report: every figure of a run, the targets of issue 7 judged against
+//! them, a table for people and JSON for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::audit::{Requests, Stage};
+use super::calibrate::{Calibration, Floor};
+use super::process::{Apf, Machine, ReadWait};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub workspaces: usize,
+    pub members_per_workspace: usize,
+    pub workspaces_per_organization: usize,
+    pub operator_binary: String,
+    /// `git describe` of the tree the operator was built from.
+    pub operator_commit: String,
+    pub machine: Machine,
+    pub setup_seconds: f64,
+    pub converge: Converge,
+    pub idle: Idle,
+    pub restart: Restart,
+    pub latency: Latency,
+    pub churn: Churn,
+    pub memory: Memory,
+    pub calibration: Calibration,
+    pub targets: Vec<Target>,
+}
+
+/// The design's minimum of object writes for one workspace with `members`
+/// members (events apart): the finalizer, the namespace, the owner
+/// RoleBinding, two ClusterRoles, two ClusterRoleBindings and the status;
+/// per member its RoleBinding and its status. See `docs/performance.md`.
+pub fn minimum_writes(members: usize) -> u64 {
+    8 + 2 * members as u64
+}
+
+/// The minimum for a population: every workspace's, and one status write
+/// per owning Organization.
+pub fn minimum_population_writes(workspaces: usize, members: usize, organizations: usize) -> u64 {
+    workspaces as u64 * minimum_writes(members) + organizations as u64
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Converge {
+    /// Every Workspace Ready with all its members active, every member Ready.
+    pub converged: bool,
+    pub workspaces_ready: usize,
+    pub members_ready: usize,
+    /// From starting the process to all Ready.
+    pub seconds: f64,
+    /// From starting the process to holding the Lease.
+    pub seconds_to_leader: f64,
+    /// [`minimum_population_writes`] divided by the workspaces.
+    pub minimum_writes_per_workspace: f64,
+    /// Object writes (no events, no Lease) per workspace.
+    pub writes_per_workspace: f64,
+    pub writes_per_workspace_by_kind: BTreeMap<String, f64>,
+    pub events_per_workspace: f64,
+    pub requests: Requests,
+    /// (N × minimum ÷ R) ÷ seconds; the product of the two factors below.
+    pub efficiency: f64,
+    /// Minimum ÷ observed object writes: how much of the work was needed.
+    pub needed_fraction: f64,
+    /// Observed object writes per second ÷ R: how close to the API server's
+    /// pace the operator wrote.
+    pub pace_fraction: f64,
+    /// Object writes per second while converging, and with events.
+    pub writes_per_second: f64,
+    pub writes_and_events_per_second: f64,
+    pub reconciles_per_workspace: f64,
+    pub member_reconciles_per_member: f64,
+    pub reconcile_errors: f64,
+    pub cpu_seconds: f64,
+    pub cpu_ms_per_workspace: f64,
+    pub apf: Vec<Apf>,
+    pub read_waits: Vec<ReadWait>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Idle {
+    pub seconds: f64,
+    pub requests: Requests,
+    pub cpu_seconds: f64,
+    pub rss_mib: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Restart {
+    pub reverified: bool,
+    /// From starting the new process: until it holds the Lease (the killed
+    /// one's must expire first), and until every Workspace and member has been
+    /// reconciled once.
+    pub seconds_to_leader: f64,
+    pub seconds_to_reverified: f64,
+    pub requests: Requests,
+    pub cpu_seconds: f64,
+    pub rss_peak_mib: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub samples: usize,
+    pub timeouts: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub writes_per_workspace: f64,
+    pub writes_per_workspace_by_kind: BTreeMap<String, f64>,
+    pub events_per_workspace: f64,
+    /// Where the time goes (p50 and p99 of each part, from the audit log).
+    pub breakdown: Vec<Stage>,
+    pub read_waits: Vec<ReadWait>,
+    /// The same writes made by a bare client (operator stopped).
+    pub floor: Floor,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Change {
+    pub changes: usize,
+    pub timeouts: usize,
+    /// Until the member is Ready (add) or gone from the Workspace's status (remove).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Until the Workspace's status counts the change too.
+    pub settled_p50_ms: f64,
+    pub settled_p99_ms: f64,
+    pub writes_per_change: f64,
+    pub writes_per_change_by_kind: BTreeMap<String, f64>,
+    pub events_per_change: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Churn {
+    pub add: Change,
+    pub remove: Change,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Memory {
+    /// Resident set after the idle period (the converged operator).
+    pub steady_mib: f64,
+    /// Highest resident set of the first process (cold converge), and of the
+    /// restarted one.
+    pub peak_mib: f64,
+    pub restart_peak_mib: f64,
+    /// Resident set of the restarted process at the end of the run.
+    pub end_mib: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// p-th percentile (0..=100) of `samples`, nearest rank.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Report {
+    /// Judges the run against the targets of issue 7.
+    pub fn judge(&mut self) {
+        let mut targets = Vec::new();
+        let mut add = |name: &str, target: String, measured: String, met: bool| {
+            targets.push(Target {
+                name: name.to_string(),
+                target,
+                measured,
+                met,
+            })
+        };
+        let c = &self.converge;
+        add(
+            "all Ready (cold converge)",
+            format!("{} workspaces", self.workspaces),
+            format!(
+                "{} workspaces, {} members",
+                c.workspaces_ready, c.members_ready
+            ),
+            c.converged,
+        );
+        add(
+            "writes per workspace (cold converge)",
+            format!("= {:.2} (minimum)", c.minimum_writes_per_workspace),
+            format!("{:.2}", c.writes_per_workspace),
+            c.writes_per_workspace <= c.minimum_writes_per_workspace + 0.005,
+        );
+        add(
+            "converge efficiency",
+            ">= 0.80".into(),
+            format!("{:.2}", c.efficiency),
+            c.efficiency >= 0.8,
+        );
+        let i = &self.idle.requests;
+        add(
+            "idle writes",
+            "0".into(),
+            format!(
+                "{} (+{} Lease renewals)",
+                i.writes + i.events,
+                i.lease_writes
+            ),
+            i.writes + i.events == 0,
+        );
+        add(
+            "idle GETs and LISTs",
+            "0".into(),
+            format!("{} GET, {} LIST", i.gets, i.lists),
+            i.gets + i.lists == 0,
+        );
+        let r = &self.restart.requests;
+        add(
+            "restart writes",
+            "0".into(),
+            format!("{}", r.writes + r.events),
+            self.restart.reverified && r.writes + r.events == 0,
+        );
+        let l = &self.latency;
+        add(
+            "apply-to-Ready p50",
+            "<= 50 ms".into(),
+            format!("{:.0} ms", l.p50_ms),
+            l.samples > 0 && l.timeouts == 0 && l.p50_ms <= 50.0,
+        );
+        add(
+            "apply-to-Ready p99",
+            "<= 250 ms".into(),
+            format!("{:.0} ms", l.p99_ms),
+            l.samples > 0 && l.timeouts == 0 && l.p99_ms <= 250.0,
+        );
+        let limit = match self.workspaces {
+            n if n <= 1_000 => Some(32.0),
+            n if n <= 10_000 => Some(96.0),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            let m = &self.memory;
+            add(
+                "RSS steady",
+                format!("<= {limit:.0} MiB"),
+                format!("{:.1} MiB", m.steady_mib),
+                m.steady_mib <= limit,
+            );
+            add(
+                "RSS peak",
+                format!("<= {limit:.0} MiB"),
+                format!("{:.1} MiB", m.peak_mib.max(m.restart_peak_mib)),
+                m.peak_mib.max(m.restart_peak_mib) <= limit,
+            );
+        }
+        self.targets = targets;
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let c = &self.converge;
+        let w = |out: &mut String, k: &str, v: String| {
+            let _ = writeln!(out, "  {k:<44} {v}");
+        };
+        let _ = writeln!(
+            out,
+            "\nworkspace-operator performance: N={} workspaces, M={} members each, {} per organization",
+            self.workspaces, self.members_per_workspace, self.workspaces_per_organization
+        );
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "machine: {} CPUs ({}), {:.0} GiB, Linux {}; {}",
+            m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.control_plane
+        );
+        let _ = writeln!(
+            out,
+            "operator: {} (built from {})\n",
+            self.operator_binary, self.operator_commit
+        );
+        let cal = &self.calibration;
+        let _ = writeln!(out, "calibration");
+        w(
+            &mut out,
+            "R (API server write rate, operator identity)",
+            format!(
+                "{:.0} writes/s ({} writes in {:.1} s, concurrency {}; {} stale-admission refusals retried)",
+                cal.writes_per_second,
+                cal.writes,
+                cal.seconds,
+                cal.concurrency,
+                cal.stale_admission_refusals
+            ),
+        );
+        let _ = writeln!(out, "cold converge");
+        w(
+            &mut out,
+            "time to all Ready",
+            format!(
+                "{:.1} s (Lease after {:.2} s){}",
+                c.seconds,
+                c.seconds_to_leader,
+                if c.converged { "" } else { " NOT CONVERGED" }
+            ),
+        );
+        w(
+            &mut out,
+            "efficiency",
+            format!(
+                "{:.2} = needed {:.2} (minimum / writes) x pace {:.2} ({:.0} writes/s, {:.0} with events, / R)",
+                c.efficiency,
+                c.needed_fraction,
+                c.pace_fraction,
+                c.writes_per_second,
+                c.writes_and_events_per_second
+            ),
+        );
+        w(
+            &mut out,
+            "writes per workspace",
+            format!(
+                "{:.2} (minimum {:.2}): {}",
+                c.writes_per_workspace,
+                c.minimum_writes_per_workspace,
+                c.requests.describe_per(self.workspaces)
+            ),
+        );
+        w(
+            &mut out,
+            "events per workspace",
+            format!("{:.2}", c.events_per_workspace),
+        );
+        w(
+            &mut out,
+            "reads during converge",
+            format!(
+                "{} GET, {} LIST, {} failed writes",
+                c.requests.gets, c.requests.lists, c.requests.failed_writes
+            ),
+        );
+        w(
+            &mut out,
+            "reconciles per workspace / per member",
+            format!(
+                "{:.2} / {:.2} ({} errors)",
+                c.reconciles_per_workspace, c.member_reconciles_per_member, c.reconcile_errors
+            ),
+        );
+        w(
+            &mut out,
+            "CPU",
+            format!(
+                "{:.1} s, {:.2} ms per workspace",
+                c.cpu_seconds, c.cpu_ms_per_workspace
+            ),
+        );
+        for a in &c.apf {
+            w(
+                &mut out,
+                &format!("APF {}", a.priority_level),
+                format!(
+                    "{:.0} dispatched, {:.0} rejected, mean queue wait {:.1} ms",
+                    a.dispatched, a.rejected, a.mean_wait_ms
+                ),
+            );
+        }
+        for r in c.read_waits.iter().filter(|r| r.mean_wait_ms >= 5.0) {
+            w(
+                &mut out,
+                &format!("consistent reads of {}", r.resource),
+                format!(
+                    "{:.0}, mean wait for a fresh cache {:.1} ms",
+                    r.reads, r.mean_wait_ms
+                ),
+            );
+        }
+        let i = &self.idle;
+        let _ = writeln!(out, "idle {:.0} s", i.seconds);
+        w(
+            &mut out,
+            "writes / GET / LIST / watch restarts",
+            format!(
+                "{} / {} / {} / {}",
+                i.requests.writes + i.requests.events,
+                i.requests.gets,
+                i.requests.lists,
+                i.requests.watches
+            ),
+        );
+        w(
+            &mut out,
+            "Lease renewals (writes / reads)",
+            format!("{} / {}", i.requests.lease_writes, i.requests.lease_reads),
+        );
+        w(&mut out, "CPU", format!("{:.2} s", i.cpu_seconds));
+        let r = &self.restart;
+        let _ = writeln!(out, "restart (kill -9, start again)");
+        w(
+            &mut out,
+            "writes",
+            format!("{}", r.requests.writes + r.requests.events),
+        );
+        w(
+            &mut out,
+            "reads",
+            format!(
+                "{} GET, {} LIST",
+                r.requests.gets + r.requests.lease_reads,
+                r.requests.lists
+            ),
+        );
+        w(
+            &mut out,
+            "time to every workspace re-verified",
+            format!(
+                "{:.1} s, of which {:.1} s waiting for the Lease{}",
+                r.seconds_to_reverified,
+                r.seconds_to_leader,
+                if r.reverified { "" } else { " NOT REVERIFIED" }
+            ),
+        );
+        w(
+            &mut out,
+            "CPU",
+            format!(
+                "{:.1} s, {:.2} ms per workspace",
+                r.cpu_seconds,
+                r.cpu_seconds * 1000.0 / self.workspaces.max(1) as f64
+            ),
+        );
+        let l = &self.latency;
+        let _ = writeln!(
+            out,
+            "apply-to-Ready, {} single creates at light load",
+            l.samples
+        );
+        w(
+            &mut out,
+            "p50 / p90 / p99 / max",
+            format!(
+                "{:.0} / {:.0} / {:.0} / {:.0} ms{}",
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.max_ms,
+                if l.timeouts > 0 {
+                    format!(" ({} timed out)", l.timeouts)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        for stage in &l.breakdown {
+            let unit = if stage.stage.contains("requests") {
+                ""
+            } else {
+                " ms"
+            };
+            w(
+                &mut out,
+                &format!("  {}", stage.stage),
+                format!(
+                    "{:.0} / {:.0}{unit} (p50 / p99)",
+                    stage.p50_ms, stage.p99_ms
+                ),
+            );
+        }
+        for r in l.read_waits.iter().filter(|r| r.mean_wait_ms >= 5.0) {
+            w(
+                &mut out,
+                &format!("  consistent reads of {}", r.resource),
+                format!(
+                    "{:.0}, mean wait for a fresh cache {:.1} ms",
+                    r.reads, r.mean_wait_ms
+                ),
+            );
+        }
+        w(
+            &mut out,
+            "floor: a bare client's writes, sequential",
+            format!(
+                "{:.0} / {:.0} ms (p50 / p99 of {})",
+                l.floor.sequential_p50_ms, l.floor.sequential_p99_ms, l.floor.samples
+            ),
+        );
+        w(
+            &mut out,
+            "floor: a bare client's writes, in parallel",
+            format!(
+                "{:.0} / {:.0} ms",
+                l.floor.parallel_p50_ms, l.floor.parallel_p99_ms
+            ),
+        );
+        w(
+            &mut out,
+            "writes per workspace (no members)",
+            format!(
+                "{:.2} (minimum {}), events {:.2}",
+                l.writes_per_workspace,
+                minimum_writes(0),
+                l.events_per_workspace
+            ),
+        );
+        let _ = writeln!(out, "member churn");
+        for (what, ch) in [("add", &self.churn.add), ("remove", &self.churn.remove)] {
+            w(
+                &mut out,
+                &format!("{what}: latency p50 / p99"),
+                format!(
+                    "{:.0} / {:.0} ms; workspace status {:.0} / {:.0} ms{}",
+                    ch.p50_ms,
+                    ch.p99_ms,
+                    ch.settled_p50_ms,
+                    ch.settled_p99_ms,
+                    if ch.timeouts > 0 {
+                        format!(" ({} timed out)", ch.timeouts)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            w(
+                &mut out,
+                &format!("{what}: writes per change"),
+                format!(
+                    "{:.2}: {}; events {:.2}",
+                    ch.writes_per_change,
+                    ch.writes_per_change_by_kind
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ch.events_per_change
+                ),
+            );
+        }
+        let mem = &self.memory;
+        let _ = writeln!(out, "memory (operator RSS)");
+        w(
+            &mut out,
+            "steady / peak / restart peak / end",
+            format!(
+                "{:.1} / {:.1} / {:.1} / {:.1} MiB",
+                mem.steady_mib, mem.peak_mib, mem.restart_peak_mib, mem.end_mib
+            ),
+        );
+        let _ = writeln!(out, "\ntargets");
+        for t in &self.targets {
+            let _ = writeln!(
+                out,
+                "  {:<4} {:<38} target {:<18} measured {}",
+                if t.met { "ok" } else { "MISS" },
+                t.name,
+                t.target,
+                t.measured
+            );
+        }
+        out
+    }
+}
