@@ -187,6 +187,29 @@ where
     cached.is_none_or(|c| !c.up_to_date(desired))
 }
 
+/// Applies `desired` through `api` when its cached copy in `store` (found by
+/// the desired object's name and namespace) differs from it; counts the write
+/// under `controller` and `resource`. Returns whether it wrote.
+pub async fn apply_if_changed<K>(
+    ctx: &super::Context,
+    controller: &'static str,
+    resource: &'static str,
+    store: &kube::runtime::reflector::Store<K>,
+    api: &Api<K>,
+    desired: &K,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + UpToDate,
+{
+    let cached = store.get(&kube::runtime::reflector::ObjectRef::from_obj(desired));
+    if !needs_write(cached.as_deref(), desired) {
+        return Ok(false);
+    }
+    ctx.metrics.write(controller, resource);
+    apply(api, desired).await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::apply::{apply, needs_write};
+use super::apply::apply_if_changed;
 use super::{Context, labels};
 use crate::api::conditions::{self, NewCondition, reason};
 use crate::api::{
@@ -181,37 +181,35 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
         // collection removes them with the Organization.
         return Ok(Action::await_change());
     }
-    let role = admin_role(&org);
-    let cached = ctx
-        .world
-        .cluster_roles
-        .get(&ObjectRef::new(&role.name_any()));
-    if needs_write(cached.as_deref(), &role) {
-        ctx.metrics.write(CONTROLLER, "clusterroles");
-        apply(&Api::<ClusterRole>::all(ctx.client.clone()), &role)
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "admin ClusterRole",
-                source,
-            })?;
-    }
-    let binding = admin_binding(&org);
-    let cached = ctx
-        .world
-        .cluster_role_bindings
-        .get(&ObjectRef::new(&binding.name_any()));
-    if needs_write(cached.as_deref(), &binding) {
-        ctx.metrics.write(CONTROLLER, "clusterrolebindings");
-        apply(
-            &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-            &binding,
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "admin ClusterRoleBinding",
-            source,
-        })?;
-    }
+    let world = &ctx.world;
+    let api = Api::all(ctx.client.clone());
+    apply_if_changed(
+        &ctx,
+        CONTROLLER,
+        "clusterroles",
+        &world.cluster_roles,
+        &api,
+        &admin_role(&org),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "admin ClusterRole",
+        source,
+    })?;
+    let api = Api::all(ctx.client.clone());
+    apply_if_changed(
+        &ctx,
+        CONTROLLER,
+        "clusterrolebindings",
+        &world.cluster_role_bindings,
+        &api,
+        &admin_binding(&org),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "admin ClusterRoleBinding",
+        source,
+    })?;
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = compute_status(&org, &ctx.world.workspaces.state(), &now);

@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::build::{Blocked, Desired, Plan};
-use super::apply::{apply, delete_if_present, needs_write};
+use super::apply::{apply, apply_if_changed, delete_if_present, needs_write};
 use super::{Context, ReconcileError, labels};
 use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
 use crate::api::{
@@ -254,22 +254,20 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
             })?;
     }
 
-    let rb = &desired.owner_binding;
-    let cached = world
-        .role_bindings
-        .get(&ObjectRef::new(&rb.name_any()).within(&ns_name));
-    if needs_write(cached.as_deref(), rb) {
-        ctx.metrics.write(CONTROLLER, "rolebindings");
-        apply(
-            &Api::<RoleBinding>::namespaced(client.clone(), &ns_name),
-            rb,
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "owner RoleBinding",
-            source,
-        })?;
-    }
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns_name);
+    apply_if_changed(
+        ctx,
+        CONTROLLER,
+        "rolebindings",
+        &world.role_bindings,
+        &bindings,
+        &desired.owner_binding,
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "owner RoleBinding",
+        source,
+    })?;
 
     apply_access(&desired.reader_role, &desired.reader_binding, ctx).await?;
     apply_access(&desired.owner_role, &desired.owner_role_binding, ctx).await?;
@@ -312,32 +310,33 @@ async fn apply_access(
     binding: &ClusterRoleBinding,
     ctx: &Context,
 ) -> Result<(), Error> {
-    let cached = ctx
-        .world
-        .cluster_roles
-        .get(&ObjectRef::new(&role.name_any()));
-    if needs_write(cached.as_deref(), role) {
-        ctx.metrics.write(CONTROLLER, "clusterroles");
-        apply(&Api::<ClusterRole>::all(ctx.client.clone()), role)
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "ClusterRole",
-                source,
-            })?;
-    }
-    let cached = ctx
-        .world
-        .cluster_role_bindings
-        .get(&ObjectRef::new(&binding.name_any()));
-    if needs_write(cached.as_deref(), binding) {
-        ctx.metrics.write(CONTROLLER, "clusterrolebindings");
-        apply(&Api::<ClusterRoleBinding>::all(ctx.client.clone()), binding)
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "ClusterRoleBinding",
-                source,
-            })?;
-    }
+    let world = &ctx.world;
+    apply_if_changed(
+        ctx,
+        CONTROLLER,
+        "clusterroles",
+        &world.cluster_roles,
+        &Api::all(ctx.client.clone()),
+        role,
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "ClusterRole",
+        source,
+    })?;
+    apply_if_changed(
+        ctx,
+        CONTROLLER,
+        "clusterrolebindings",
+        &world.cluster_role_bindings,
+        &Api::all(ctx.client.clone()),
+        binding,
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "ClusterRoleBinding",
+        source,
+    })?;
     Ok(())
 }
 
@@ -360,18 +359,17 @@ where
         + super::apply::UpToDate,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let cached = store.get(&ObjectRef::new(name).within(namespace));
     match desired {
-        Some(desired) if needs_write(cached.as_deref(), desired) => {
-            ctx.metrics.write(CONTROLLER, resource);
-            apply(&api, desired).await.map_err(|source| Error::Apply {
-                kind: resource,
-                source,
-            })?;
+        Some(desired) => {
+            apply_if_changed(ctx, CONTROLLER, resource, store, &api, desired)
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: resource,
+                    source,
+                })?;
         }
-        Some(_) => {}
         None => {
-            if let Some(stale) = cached {
+            if let Some(stale) = store.get(&ObjectRef::new(name).within(namespace)) {
                 ctx.metrics.write(CONTROLLER, resource);
                 delete_if_present(&api, name, stale.uid())
                     .await
