@@ -7,6 +7,8 @@
 
 mod support;
 
+// Shared with the benchmark, which uses some parts this test does not.
+#[allow(dead_code)]
 #[path = "../benches/perf/scenarios/mod.rs"]
 mod scenarios;
 
@@ -23,6 +25,8 @@ async fn performance_scenarios_converge_and_stay_quiet_at_n_50() {
         churn: 5,
         setup_concurrency: 8,
         calibration_concurrency: 8,
+        // On this plane, at the end: the smoke run checks no figures.
+        calibration: None,
     };
     let report = scenarios::run(&settings).await;
     eprintln!("{}", report.table());

@@ -36,6 +36,7 @@ struct Run {
     settings: Settings,
     out: PathBuf,
     keep_logs: bool,
+    calibration_only: bool,
 }
 
 fn parse() -> Result<Option<Run>, String> {
@@ -48,10 +49,12 @@ fn parse() -> Result<Option<Run>, String> {
         churn: 100,
         setup_concurrency: 16,
         calibration_concurrency: 8,
+        calibration: None,
     };
     let mut out = None;
     let mut bench = false;
     let mut keep_logs = false;
+    let mut calibration_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -71,6 +74,9 @@ fn parse() -> Result<Option<Run>, String> {
             "--setup-concurrency" => settings.setup_concurrency = value()?.max(1),
             "--calibration-concurrency" => settings.calibration_concurrency = value()?.max(1),
             "--keep-logs" => keep_logs = true,
+            // Internal: how the harness runs the calibration in a process
+            // (and so on a control plane) of its own.
+            "--calibration-only" => calibration_only = true,
             "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a path")?)),
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -89,14 +95,16 @@ fn parse() -> Result<Option<Run>, String> {
         settings,
         out,
         keep_logs,
+        calibration_only,
     }))
 }
 
 fn main() {
     let Run {
-        settings,
+        mut settings,
         out,
         keep_logs,
+        calibration_only,
     } = match parse() {
         Ok(Some(run)) => run,
         Ok(None) => {
@@ -112,6 +120,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if calibration_only {
+        let mut calibration = runtime.block_on(scenarios::calibration_only(&settings));
+        calibration.separate_plane = true;
+        let json = serde_json::to_string(&calibration).expect("calibration as JSON");
+        println!("{CALIBRATION}{json}");
+        return;
+    }
+    settings.calibration = Some(calibrate_separately(&settings));
     let report = runtime.block_on(scenarios::run(&settings));
     println!("{}", report.table());
     if let Some(dir) = out.parent() {
@@ -123,6 +139,40 @@ fn main() {
     if keep_logs {
         keep(&out.with_extension("logs"));
     }
+}
+
+/// Prefix of the line a `--calibration-only` process reports its result on.
+const CALIBRATION: &str = "calibration: ";
+
+/// Runs the calibration in a child process, so on a fresh control plane of
+/// its own holding the same population the cold converge starts from: the
+/// API server's cost of RBAC writes grows with the ClusterRoleBindings it
+/// holds, so R must be measured on an identical cluster.
+fn calibrate_separately(settings: &Settings) -> scenarios::calibrate::Calibration {
+    eprintln!("perf: calibration, on a control plane of its own");
+    let exe = std::env::current_exe().expect("the harness's own path");
+    let output = std::process::Command::new(exe)
+        .args(["--bench", "--calibration-only"])
+        .args(["--workspaces", &settings.workspaces.to_string()])
+        .args(["--members", &settings.members.to_string()])
+        .args(["--per-organization", &settings.per_organization.to_string()])
+        .args([
+            "--setup-concurrency",
+            &settings.setup_concurrency.to_string(),
+        ])
+        .args([
+            "--calibration-concurrency",
+            &settings.calibration_concurrency.to_string(),
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run the calibration");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(CALIBRATION))
+        .unwrap_or_else(|| panic!("the calibration reported nothing ({})", output.status));
+    serde_json::from_str(line).expect("the calibration's JSON")
 }
 
 /// Copies the audit log and the operator's and API server's logs to `dir`.

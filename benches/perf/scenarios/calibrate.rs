@@ -33,8 +33,11 @@ use crate::support::ControlPlane;
 const MANAGER: &str = "workspace-operator";
 
 /// The calibration's outcome.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Calibration {
+    /// Whether it ran on a control plane of its own (an identical cluster),
+    /// or on the benchmark's plane after the other scenarios.
+    pub separate_plane: bool,
     pub workspaces: usize,
     pub members_per_workspace: usize,
     pub concurrency: usize,
@@ -138,6 +141,7 @@ pub async fn run(
     let seconds = start.elapsed().as_secs_f64();
     let writes = writes.load(Ordering::Relaxed);
     Calibration {
+        separate_plane: false,
         workspaces: population.workspaces,
         members_per_workspace: population.members,
         concurrency,

@@ -52,6 +52,11 @@ pub struct Settings {
     /// Concurrency of the calibration client (per pool; the operator's
     /// `--concurrency` per controller).
     pub calibration_concurrency: usize,
+    /// A calibration already measured on a separate, fresh control plane
+    /// with the same population ([`calibration_only`]); without it the
+    /// calibration runs at the end, on this plane, with a population of its
+    /// own (so on a cluster twice the size: R comes out lower).
+    pub calibration: Option<calibrate::Calibration>,
 }
 
 impl Settings {
@@ -80,6 +85,31 @@ fn commit() -> String {
         .unwrap_or_default()
 }
 
+fn population_of(settings: &Settings, prefix: &'static str) -> Population {
+    Population {
+        prefix,
+        workspaces: settings.workspaces,
+        members: settings.members,
+        per_organization: settings.per_organization,
+    }
+}
+
+/// Measures R alone, on this process's control plane, with the very
+/// population [`run`] converges (so on an identical cluster when this runs in
+/// a process of its own).
+pub async fn calibration_only(settings: &Settings) -> calibrate::Calibration {
+    let plane = block_in_place(support::plane);
+    let admin = plane.admin().await;
+    calibrate::run(
+        plane,
+        &admin,
+        &population_of(settings, "ws"),
+        settings.calibration_concurrency,
+        settings.setup_concurrency,
+    )
+    .await
+}
+
 /// Runs every scenario in order and returns the report, judged.
 pub async fn run(settings: &Settings) -> Report {
     let plane = block_in_place(support::plane);
@@ -87,12 +117,7 @@ pub async fn run(settings: &Settings) -> Report {
     let n = settings.workspaces;
     let m = settings.members;
     let timeout = settings.timeout();
-    let population = Population {
-        prefix: "ws",
-        workspaces: n,
-        members: m,
-        per_organization: settings.per_organization,
-    };
+    let population = population_of(settings, "ws");
     let mut report = Report {
         workspaces: n,
         members_per_workspace: m,
@@ -159,6 +184,8 @@ pub async fn run(settings: &Settings) -> Report {
     report.idle.cpu_seconds = first_proc.cpu_seconds() - cpu;
     report.idle.rss_mib = first_proc.rss_mib();
     report.memory.steady_mib = report.idle.rss_mib;
+    report.memory.cached_json_mib =
+        process::cached_json_bytes(&admin).await as f64 / 1024.0 / 1024.0;
     report.memory.peak_mib = report.memory.peak_mib.max(first_proc.hwm_mib());
 
     eprintln!("perf: kill -9 and restart");
@@ -219,19 +246,20 @@ pub async fn run(settings: &Settings) -> Report {
     drop(second);
     drop(tracker);
 
-    eprintln!("perf: calibration (operator stopped)");
-    let calibration = Population {
-        prefix: "cal",
-        ..population.clone()
+    report.calibration = match &settings.calibration {
+        Some(calibration) => calibration.clone(),
+        None => {
+            eprintln!("perf: calibration (operator stopped, on this plane)");
+            calibrate::run(
+                plane,
+                &admin,
+                &population_of(settings, "cal"),
+                settings.calibration_concurrency,
+                settings.setup_concurrency,
+            )
+            .await
+        }
     };
-    report.calibration = calibrate::run(
-        plane,
-        &admin,
-        &calibration,
-        settings.calibration_concurrency,
-        settings.setup_concurrency,
-    )
-    .await;
     eprintln!("perf: latency floor (a bare client's writes, operator stopped)");
     report.latency.floor = calibrate::floor(plane, &admin, settings.latency_samples.min(50)).await;
     let c = &mut report.converge;
@@ -303,6 +331,7 @@ async fn latency(
         writes_per_workspace: requests.writes as f64 / count as f64,
         writes_per_workspace_by_kind: requests.per(count),
         events_per_workspace: requests.events as f64 / count as f64,
+        failed_writes: requests.failed_writes,
         breakdown: log
             .map(|log| block_in_place(|| audit::breakdown(&log, offset, OPERATOR_USER, &timed)))
             .unwrap_or_default(),

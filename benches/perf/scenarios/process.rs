@@ -306,3 +306,51 @@ pub fn machine() -> Machine {
         ),
     }
 }
+
+/// The size, as JSON without `managedFields`, of everything the operator
+/// caches (as the admin lists it): the floor its caches' memory sits on.
+pub async fn cached_json_bytes(admin: &kube::Client) -> u64 {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+    use kube::api::{Api, ListParams};
+    use workspace_operator::api::{Organization, Workspace, WorkspaceMember};
+
+    async fn size<K>(api: Api<K>, params: ListParams) -> u64
+    where
+        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Serialize,
+    {
+        let Ok(list) = api.list(&params).await else {
+            return 0;
+        };
+        list.items
+            .into_iter()
+            .map(|mut item| {
+                item.meta_mut().managed_fields = None;
+                serde_json::to_vec(&item).map_or(0, |v| v.len() as u64)
+            })
+            .sum()
+    }
+    let all = ListParams::default();
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=workspace-operator");
+    let namespaces = match Api::<Namespace>::all(admin.clone())
+        .list_metadata(&all)
+        .await
+    {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|mut item| {
+                item.metadata.managed_fields = None;
+                serde_json::to_vec(&item).map_or(0, |v| v.len() as u64)
+            })
+            .sum(),
+        Err(_) => 0,
+    };
+    namespaces
+        + size(Api::<Workspace>::all(admin.clone()), all.clone()).await
+        + size(Api::<WorkspaceMember>::all(admin.clone()), all.clone()).await
+        + size(Api::<Organization>::all(admin.clone()), all.clone()).await
+        + size(Api::<RoleBinding>::all(admin.clone()), managed.clone()).await
+        + size(Api::<ClusterRole>::all(admin.clone()), managed.clone()).await
+        + size(Api::<ClusterRoleBinding>::all(admin.clone()), managed).await
+}

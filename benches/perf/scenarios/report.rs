@@ -112,6 +112,8 @@ pub struct Latency {
     pub writes_per_workspace: f64,
     pub writes_per_workspace_by_kind: BTreeMap<String, f64>,
     pub events_per_workspace: f64,
+    /// Writes the API server refused (included above).
+    pub failed_writes: u64,
     /// Where the time goes (p50 and p99 of each part, from the audit log).
     pub breakdown: Vec<Stage>,
     pub read_waits: Vec<ReadWait>,
@@ -150,6 +152,10 @@ pub struct Memory {
     pub restart_peak_mib: f64,
     /// Resident set of the restarted process at the end of the run.
     pub end_mib: f64,
+    /// The size, as JSON without `managedFields`, of everything the
+    /// operator caches (at the end of idle): what its caches hold, whatever
+    /// the representation.
+    pub cached_json_mib: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -294,12 +300,17 @@ impl Report {
             &mut out,
             "R (API server write rate, operator identity)",
             format!(
-                "{:.0} writes/s ({} writes in {:.1} s, concurrency {}; {} stale-admission refusals retried)",
+                "{:.0} writes/s ({} writes in {:.1} s, concurrency {}; {} stale-admission refusals retried; {})",
                 cal.writes_per_second,
                 cal.writes,
                 cal.seconds,
                 cal.concurrency,
-                cal.stale_admission_refusals
+                cal.stale_admission_refusals,
+                if cal.separate_plane {
+                    "identical fresh plane"
+                } else {
+                    "same plane, after the other scenarios"
+                }
             ),
         );
         let _ = writeln!(out, "cold converge");
@@ -505,10 +516,11 @@ impl Report {
             &mut out,
             "writes per workspace (no members)",
             format!(
-                "{:.2} (minimum {}), events {:.2}",
+                "{:.2} (minimum {}), events {:.2}, {} refused",
                 l.writes_per_workspace,
                 minimum_writes(0),
-                l.events_per_workspace
+                l.events_per_workspace,
+                l.failed_writes
             ),
         );
         let _ = writeln!(out, "member churn");
@@ -546,6 +558,11 @@ impl Report {
         }
         let mem = &self.memory;
         let _ = writeln!(out, "memory (operator RSS)");
+        w(
+            &mut out,
+            "what it caches, as JSON",
+            format!("{:.1} MiB", mem.cached_json_mib),
+        );
         w(
             &mut out,
             "steady / peak / restart peak / end",
