@@ -27,6 +27,7 @@ async fn performance_scenarios_converge_and_stay_quiet_at_n_50() {
         calibration_concurrency: 8,
         // On this plane, at the end: the smoke run checks no figures.
         calibration: None,
+        perf_record: None,
     };
     let report = scenarios::run(&settings).await;
     eprintln!("{}", report.table());

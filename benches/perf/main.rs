@@ -30,7 +30,9 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
   --calibration-concurrency Y  concurrency of the calibration client per pool (default 8,
                              the operator's --concurrency per controller)
   --out PATH                 JSON report (default target/bench/perf-<N>.json)
-  --keep-logs                copy the audit log and the operator's logs next to the report";
+  --keep-logs                copy the audit log and the operator's logs next to the report
+  --perf-record              record the operator's CPU profile during the cold converge
+                             (perf record, next to the report: perf report -i …)";
 
 struct Run {
     settings: Settings,
@@ -50,11 +52,13 @@ fn parse() -> Result<Option<Run>, String> {
         setup_concurrency: 16,
         calibration_concurrency: 8,
         calibration: None,
+        perf_record: None,
     };
     let mut out = None;
     let mut bench = false;
     let mut keep_logs = false;
     let mut calibration_only = false;
+    let mut perf_record = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -74,6 +78,7 @@ fn parse() -> Result<Option<Run>, String> {
             "--setup-concurrency" => settings.setup_concurrency = value()?.max(1),
             "--calibration-concurrency" => settings.calibration_concurrency = value()?.max(1),
             "--keep-logs" => keep_logs = true,
+            "--perf-record" => perf_record = true,
             // Internal: how the harness runs the calibration in a process
             // (and so on a control plane) of its own.
             "--calibration-only" => calibration_only = true,
@@ -91,6 +96,9 @@ fn parse() -> Result<Option<Run>, String> {
     let out = out.unwrap_or_else(|| {
         support::repo_root().join(format!("target/bench/perf-{}.json", settings.workspaces))
     });
+    if perf_record {
+        settings.perf_record = Some(out.with_extension("perf.data"));
+    }
     Ok(Some(Run {
         settings,
         out,

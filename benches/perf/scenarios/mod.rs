@@ -57,6 +57,9 @@ pub struct Settings {
     /// calibration runs at the end, on this plane, with a population of its
     /// own (so on a cluster twice the size: R comes out lower).
     pub calibration: Option<calibrate::Calibration>,
+    /// Record the operator's CPU profile (`perf record`) during the cold
+    /// converge into this file.
+    pub perf_record: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -142,6 +145,10 @@ pub async fn run(settings: &Settings) -> Report {
     let started = Instant::now();
     let first = block_in_place(|| Operator::start(&[]));
     let first_proc = Proc(first.pid());
+    let profiler = settings
+        .perf_record
+        .as_ref()
+        .map(|out| process::perf_record(first_proc, out));
     let leader = wait_counters(&first, timeout, |c| c.leader).await;
     let prefix = format!("{}-", population.prefix);
     let done = tracker
@@ -150,6 +157,9 @@ pub async fn run(settings: &Settings) -> Report {
         })
         .await;
     let settled = settle(&first, QUIET, timeout).await.unwrap_or_default();
+    if let Some(profiler) = profiler {
+        block_in_place(|| process::stop_perf_record(profiler));
+    }
     let apf_after = block_in_place(|| process::apiserver_metrics(plane));
     let c = &mut report.converge;
     c.seconds = done

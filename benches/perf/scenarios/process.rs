@@ -61,6 +61,26 @@ impl Proc {
     }
 }
 
+/// Starts `perf record` on `proc` (call graphs from DWARF, 99 Hz) into `out`.
+pub fn perf_record(proc: Proc, out: &std::path::Path) -> std::process::Child {
+    Command::new("perf")
+        .args(["record", "-F", "99", "--call-graph", "dwarf,32768", "-o"])
+        .arg(out)
+        .args(["-p", &proc.0.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start perf record (is perf installed?)")
+}
+
+/// Stops `perf record` (SIGINT, so it writes its file) and waits for it.
+pub fn stop_perf_record(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 /// The sum of a counter or gauge over the label sets that contain `labels`.
 pub fn metric(body: &str, name: &str, labels: &str) -> f64 {
     body.lines()
