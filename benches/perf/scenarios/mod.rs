@@ -64,9 +64,10 @@ pub struct Settings {
 
 impl Settings {
     /// How long any one phase may take before the harness gives up on it:
-    /// generous, growing with N.
+    /// generous, growing with N (at N=10,000 the API server's cost per
+    /// RBAC write grows with the ClusterRoleBindings it holds).
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs(300) + Duration::from_millis(200) * self.workspaces as u32
+        Duration::from_secs(600) + Duration::from_millis(600) * self.workspaces as u32
     }
 }
 
