@@ -67,7 +67,7 @@ impl Settings {
     /// generous, growing with N (at N=10,000 the API server's cost per
     /// RBAC write grows with the ClusterRoleBindings it holds).
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs(600) + Duration::from_millis(600) * self.workspaces as u32
+        Duration::from_secs(600) + Duration::from_millis(1200) * self.workspaces as u32
     }
 }
 
