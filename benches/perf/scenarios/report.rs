@@ -385,7 +385,11 @@ impl Report {
                 ),
             );
         }
-        for r in c.read_waits.iter().filter(|r| r.mean_wait_ms >= 5.0) {
+        for r in c
+            .read_waits
+            .iter()
+            .filter(|r| r.reads >= 20.0 && r.mean_wait_ms >= 5.0)
+        {
             w(
                 &mut out,
                 &format!("consistent reads of {}", r.resource),
@@ -486,7 +490,11 @@ impl Report {
                 ),
             );
         }
-        for r in l.read_waits.iter().filter(|r| r.mean_wait_ms >= 5.0) {
+        for r in l
+            .read_waits
+            .iter()
+            .filter(|r| r.reads >= 20.0 && r.mean_wait_ms >= 5.0)
+        {
             w(
                 &mut out,
                 &format!("  consistent reads of {}", r.resource),
