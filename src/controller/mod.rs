@@ -8,6 +8,7 @@
 //! dropped before caching.
 
 pub mod apply;
+pub mod index;
 pub mod labels;
 pub mod member;
 pub mod organization;
@@ -167,11 +168,22 @@ pub async fn run_controller<K, R, Fut, E>(
     use futures::StreamExt;
     use kube::ResourceExt;
     use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+    use kube::runtime::reflector::ObjectRef;
 
     ctx.world.synced().await;
     tracing::info!(controller, "caches synced; reconciling");
     let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
+    // Consecutive failures per object, for the backoff; a success forgets them.
+    let failures: Arc<std::sync::Mutex<std::collections::HashMap<ObjectRef<K>, u32>>> =
+        Arc::default();
+    let failed = failures.clone();
     let error_policy = move |obj: Arc<K>, err: &E, ctx: Arc<Context>| {
+        let attempt = {
+            let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+            let n = failed.entry(ObjectRef::from(&*obj)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
         tracing::warn!(
             controller,
             namespace = obj.namespace().unwrap_or_default(),
@@ -181,7 +193,7 @@ pub async fn run_controller<K, R, Fut, E>(
             "reconcile failed"
         );
         ctx.metrics.reconcile_failed(controller, err.reason());
-        Action::requeue(std::time::Duration::from_secs(5))
+        Action::requeue(retry_delay(attempt))
     };
     Controller::for_stream(futures::stream::pending(), store)
         .reconcile_on(triggers)
@@ -189,12 +201,31 @@ pub async fn run_controller<K, R, Fut, E>(
         .with_config(config)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
-            if let Err(err) = result {
-                tracing::debug!(controller, error = %err, "reconcile did not complete");
+            match result {
+                Ok((obj, _)) => {
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&obj);
+                }
+                Err(err) => {
+                    tracing::debug!(controller, error = %err, "reconcile did not complete")
+                }
             }
             futures::future::ready(())
         })
         .await;
+}
+
+/// When to retry after the `attempt`-th consecutive failure of one object:
+/// 0.5 s, doubling, at most 30 s. A watch event about the object reconciles
+/// it at once whatever the delay.
+pub fn retry_delay(attempt: u32) -> std::time::Duration {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(30);
+    FIRST
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX)
 }
 
 /// Records a Kubernetes event about `obj`; a failure to record is logged,
@@ -281,7 +312,30 @@ pub fn ready_event(
 
 #[cfg(test)]
 mod tests {
-    use super::WrittenStatuses;
+    use super::{WrittenStatuses, retry_delay};
+    use std::time::Duration;
+
+    #[test]
+    fn retries_back_off_from_half_a_second_to_thirty() {
+        let delays: Vec<Duration> = (1..=9).map(retry_delay).collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            delays,
+            [
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16000),
+                ms(30000),
+                ms(30000),
+                ms(30000)
+            ]
+        );
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
+        assert_eq!(retry_delay(0), ms(500));
+    }
     use serde_json::json;
 
     fn status(time: &str) -> serde_json::Value {

@@ -212,7 +212,10 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
     })?;
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let status = compute_status(&org, &ctx.world.workspaces.state(), &now);
+    let owned = ctx
+        .world
+        .workspaces_of_owner(&AccountRef::organization(org.name_any()));
+    let status = compute_status(&org, &owned, &now);
     let previous = org.status.clone().unwrap_or_default();
     if !same_status(&previous, &status) {
         let api: Api<Organization> = Api::all(ctx.client.clone());

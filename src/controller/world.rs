@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{StreamExt, future};
@@ -20,9 +21,10 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::index::{self, Index};
 use super::{labels, member};
 use crate::api::{
-    AccountRef, MemberPhase, Organization, SubjectKind, Workspace, WorkspaceMember, WorkspacePhase,
+    AccountRef, MemberPhase, Organization, Workspace, WorkspaceMember, WorkspacePhase,
 };
 use crate::http::{Health, WatchHealth};
 
@@ -52,6 +54,54 @@ pub struct World {
     pub limit_ranges: Store<LimitRange>,
     /// NetworkPolicies the operator manages (organization defaults).
     pub network_policies: Store<NetworkPolicy>,
+    /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
+    workspace_index: Index<Workspace>,
+    /// Members by namespace, ServiceAccount namespace and custom role
+    /// ([`index::member_keys`]).
+    member_index: Index<WorkspaceMember>,
+    /// Managed RoleBindings by namespace.
+    role_binding_index: Index<RoleBinding>,
+}
+
+impl World {
+    /// The Workspaces of `owner`.
+    pub fn workspaces_of_owner(&self, owner: &AccountRef) -> Vec<Arc<Workspace>> {
+        self.workspace_index
+            .lookup(&self.workspaces, &index::owned_by(owner))
+            .into_iter()
+            .filter(|ws| &ws.spec.owner == owner)
+            .collect()
+    }
+
+    /// The Workspaces whose spec names `namespace` or whose status reports it.
+    pub fn workspaces_naming(&self, namespace: &str) -> Vec<Arc<Workspace>> {
+        self.workspace_index
+            .lookup(&self.workspaces, &index::in_namespace(namespace))
+    }
+
+    /// The WorkspaceMembers in `namespace`.
+    pub fn members_in(&self, namespace: &str) -> Vec<Arc<WorkspaceMember>> {
+        self.member_index
+            .lookup(&self.members, &index::in_namespace(namespace))
+    }
+
+    /// The WorkspaceMembers, anywhere, whose subject is a ServiceAccount of `namespace`.
+    pub fn members_for_service_accounts_of(&self, namespace: &str) -> Vec<Arc<WorkspaceMember>> {
+        self.member_index
+            .lookup(&self.members, &index::service_accounts_of(namespace))
+    }
+
+    /// The WorkspaceMembers given the custom ClusterRole `name`.
+    pub fn members_given(&self, name: &str) -> Vec<Arc<WorkspaceMember>> {
+        self.member_index
+            .lookup(&self.members, &index::given_role(name))
+    }
+
+    /// The managed RoleBindings in `namespace`.
+    pub fn role_bindings_in(&self, namespace: &str) -> Vec<Arc<RoleBinding>> {
+        self.role_binding_index
+            .lookup(&self.role_bindings, &index::in_namespace(namespace))
+    }
 }
 
 /// Reconcile triggers, one stream per controller.
@@ -70,9 +120,7 @@ pub type Drivers = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Where a watch event should trigger reconciles.
 #[derive(Clone)]
 struct Router {
-    workspaces: Store<Workspace>,
-    namespaces: Store<PartialObjectMeta<Namespace>>,
-    members: Store<WorkspaceMember>,
+    world: World,
     to_workspaces: UnboundedSender<ObjectRef<Workspace>>,
     to_members: UnboundedSender<ObjectRef<WorkspaceMember>>,
     to_organizations: UnboundedSender<ObjectRef<Organization>>,
@@ -96,8 +144,8 @@ impl Router {
 
     /// Triggers the members in `namespace` that `pick` selects.
     fn members_in(&self, namespace: &str, pick: impl Fn(&WorkspaceMember) -> bool) {
-        for m in self.members.state() {
-            if m.namespace().as_deref() == Some(namespace) && pick(&m) {
+        for m in self.world.members_in(namespace) {
+            if pick(&m) {
                 self.member(namespace, &m.name_any());
             }
         }
@@ -120,17 +168,13 @@ impl Router {
     /// ServiceAccount lives in it (organization membership of a ServiceAccount
     /// depends on which workspaces its namespace belongs to).
     fn members_of_workspace(&self, ws: &Workspace) {
-        let namespaces = Self::namespaces_of(ws);
-        for m in self.members.state() {
-            let Some(ns) = m.namespace() else { continue };
-            let subject = &m.spec.subject;
-            let inside = namespaces.contains(&ns);
-            let service_account_of_it = subject.kind == SubjectKind::ServiceAccount
-                && subject
-                    .namespace_name()
-                    .is_some_and(|sa_ns| namespaces.iter().any(|n| n == sa_ns));
-            if inside || service_account_of_it {
-                self.member(&ns, &m.name_any());
+        for namespace in Self::namespaces_of(ws) {
+            let inside = self.world.members_in(&namespace);
+            let service_accounts = self.world.members_for_service_accounts_of(&namespace);
+            for m in inside.iter().chain(&service_accounts) {
+                if let Some(ns) = m.meta().namespace.as_deref() {
+                    self.member(ns, &m.name_any());
+                }
             }
         }
     }
@@ -140,12 +184,13 @@ impl Router {
     /// one whose label someone removed).
     fn workspaces_of_namespace(&self, namespace: &str) -> Vec<String> {
         let labelled = self
+            .world
             .namespaces
             .get(&ObjectRef::new(namespace))
             .and_then(|ns| ns.labels().get(labels::WORKSPACE).cloned());
         let mut names: Vec<String> = self
-            .workspaces
-            .state()
+            .world
+            .workspaces_naming(namespace)
             .iter()
             .filter(|ws| ws.spec.effective_namespace(&ws.name_any()) == namespace)
             .map(|ws| ws.name_any())
@@ -161,10 +206,9 @@ impl Router {
     /// Workspaces of `owner` that are waiting on a handle or a limit: a change
     /// to any of the owner's workspaces may unblock them.
     fn blocked_workspaces_of(&self, owner: &AccountRef) -> Vec<String> {
-        self.workspaces
-            .state()
+        self.world
+            .workspaces_of_owner(owner)
             .iter()
-            .filter(|ws| &ws.spec.owner == owner)
             .filter(|ws| ws.status.as_ref().and_then(|s| s.phase) != Some(WorkspacePhase::Active))
             .map(|ws| ws.name_any())
             .collect()
@@ -192,11 +236,9 @@ impl Router {
     fn on_organization(&self, org: &Organization) {
         self.organization(&org.name_any());
         let owner = AccountRef::organization(org.name_any());
-        for ws in self.workspaces.state() {
-            if ws.spec.owner == owner {
-                self.workspace(&ws.name_any());
-                self.members_of_workspace(&ws);
-            }
+        for ws in self.world.workspaces_of_owner(&owner) {
+            self.workspace(&ws.name_any());
+            self.members_of_workspace(&ws);
         }
     }
 
@@ -248,12 +290,9 @@ impl Router {
 
     /// An assignable ClusterRole triggers the members that name it.
     fn on_assignable_role(&self, role: &ClusterRole) {
-        let name = role.name_any();
-        for m in self.members.state() {
-            if m.spec.cluster_role_name() == Some(name.as_str()) {
-                if let Some(ns) = m.namespace() {
-                    self.member(&ns, &m.name_any());
-                }
+        for m in self.world.members_given(&role.name_any()) {
+            if let Some(ns) = m.meta().namespace.as_deref() {
+                self.member(ns, &m.name_any());
             }
         }
     }
@@ -288,10 +327,24 @@ impl World {
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
+        let world = World {
+            workspaces,
+            organizations,
+            members,
+            namespaces,
+            role_bindings,
+            cluster_roles,
+            cluster_role_bindings,
+            assignable_roles,
+            quotas,
+            limit_ranges,
+            network_policies,
+            workspace_index: Index::new(index::workspace_keys),
+            member_index: Index::new(index::member_keys),
+            role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
+        };
         let router = Router {
-            workspaces: workspaces.clone(),
-            namespaces: namespaces.clone(),
-            members: members.clone(),
+            world: world.clone(),
             to_workspaces,
             to_members,
             to_organizations,
@@ -309,6 +362,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), all.clone()),
                 ws_writer,
+                Some(world.workspace_index.clone()),
                 health.watch("workspaces"),
                 {
                     let r = router.clone();
@@ -318,6 +372,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), all.clone()),
                 org_writer,
+                None,
                 health.watch("organizations"),
                 {
                     let r = router.clone();
@@ -327,6 +382,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), all.clone()),
                 member_writer,
+                Some(world.member_index.clone()),
                 health.watch("workspacemembers"),
                 {
                     let r = router.clone();
@@ -339,6 +395,7 @@ impl World {
                     all,
                 ),
                 ns_writer,
+                None,
                 health.watch("namespaces"),
                 {
                     let r = router.clone();
@@ -348,6 +405,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), managed.clone()),
                 rb_writer,
+                Some(world.role_binding_index.clone()),
                 health.watch("rolebindings"),
                 {
                     let r = router.clone();
@@ -357,6 +415,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), managed.clone()),
                 cr_writer,
+                None,
                 health.watch("clusterroles"),
                 {
                     let r = router.clone();
@@ -366,6 +425,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), managed.clone()),
                 crb_writer,
+                None,
                 health.watch("clusterrolebindings"),
                 {
                     let r = router.clone();
@@ -375,6 +435,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), assignable),
                 assignable_writer,
+                None,
                 health.watch("assignable-clusterroles"),
                 {
                     let r = router.clone();
@@ -384,6 +445,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), managed.clone()),
                 quota_writer,
+                None,
                 health.watch("resourcequotas"),
                 {
                     let r = router.clone();
@@ -393,6 +455,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), managed.clone()),
                 limit_range_writer,
+                None,
                 health.watch("limitranges"),
                 {
                     let r = router.clone();
@@ -402,6 +465,7 @@ impl World {
             drive(
                 watcher(Api::all(client.clone()), managed.clone()),
                 network_policy_writer,
+                None,
                 health.watch("networkpolicies"),
                 {
                     let r = router.clone();
@@ -412,19 +476,6 @@ impl World {
         let drivers: Drivers = Box::pin(async move {
             future::select_all(drivers).await;
         });
-        let world = World {
-            workspaces,
-            organizations,
-            members,
-            namespaces,
-            role_bindings,
-            cluster_roles,
-            cluster_role_bindings,
-            assignable_roles,
-            quotas,
-            limit_ranges,
-            network_policies,
-        };
         (
             world,
             drivers,
@@ -460,12 +511,12 @@ impl World {
 fn drive<K, S, F>(
     stream: S,
     writer: reflector::store::Writer<K>,
+    index: Option<Index<K>>,
     health: WatchHealth,
     route: F,
 ) -> Drivers
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
@@ -481,7 +532,17 @@ where
             .reflect(writer)
             .for_each(move |event| {
                 match event {
-                    Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => {
+                    Ok(Event::Apply(obj)) => {
+                        if let Some(index) = &index {
+                            index.apply(&obj);
+                        }
+                        route(&obj);
+                        health.synced();
+                    }
+                    Ok(Event::Delete(obj)) => {
+                        if let Some(index) = &index {
+                            index.delete(&obj);
+                        }
                         route(&obj);
                         // Events flowing again after an error: the watch
                         // resumed from its last version and the cache is whole.
@@ -490,7 +551,11 @@ where
                     Ok(Event::Init) => before_relist = reader.state(),
                     Ok(Event::InitApply(_)) => {}
                     Ok(Event::InitDone) => {
-                        for obj in before_relist.drain(..).chain(reader.state()) {
+                        let now = reader.state();
+                        if let Some(index) = &index {
+                            index.rebuild(&now);
+                        }
+                        for obj in before_relist.drain(..).chain(now) {
                             route(&obj);
                         }
                         health.synced();

@@ -141,6 +141,21 @@ pub fn workspace_of<'a>(
     })
 }
 
+/// The Workspace that names `namespace` and may be about to take it: the
+/// oldest one not being deleted. It proves nothing (no access is granted on
+/// its account); it only tells a member that waits from one that is lost.
+pub fn claimant<'a>(namespace: &str, naming: &'a [Arc<Workspace>]) -> Option<&'a Arc<Workspace>> {
+    naming
+        .iter()
+        .filter(|ws| !deleting(&***ws))
+        .filter(|ws| {
+            ws.spec
+                .effective_namespace(ws.meta().name.as_deref().unwrap_or_default())
+                == namespace
+        })
+        .min_by_key(|ws| (ws.creation_timestamp().map(|t| t.0), ws.name_any()))
+}
+
 /// Namespaces of the organization's provisioned workspaces: a ServiceAccount
 /// in one of them belongs to the organization.
 pub fn organization_namespaces(organization: &str, workspaces: &[Arc<Workspace>]) -> Vec<String> {
@@ -162,6 +177,9 @@ pub struct Inputs<'a> {
     pub member: &'a WorkspaceMember,
     /// Its Workspace (see [`workspace_of`]), if any.
     pub workspace: Option<&'a Workspace>,
+    /// When no Workspace holds the namespace: the one that names it and is
+    /// about to take it (see [`claimant`]).
+    pub claimant: Option<&'a Workspace>,
     /// The owning Organization, when the Workspace's owner is one and it exists.
     pub organization: Option<&'a Organization>,
     /// See [`organization_namespaces`].
@@ -198,7 +216,8 @@ pub enum Plan {
     Blocked(Blocked),
 }
 
-fn deleting<K: Resource>(obj: &K) -> bool {
+/// Whether the object is being deleted.
+pub fn deleting<K: Resource>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
 }
 
@@ -346,6 +365,17 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let member = inputs.member;
     let namespace = member.namespace().unwrap_or_default();
     let Some(ws) = inputs.workspace else {
+        if let Some(claimant) = inputs.claimant {
+            return Plan::Blocked(Blocked {
+                reason: reason::WORKSPACE_NOT_READY,
+                message: format!(
+                    "Workspace {} has not taken namespace {namespace} yet; the role is granted once it has.",
+                    claimant.name_any()
+                ),
+                stalled: false,
+                revoke: true,
+            });
+        }
         return Plan::Blocked(Blocked {
             reason: reason::WORKSPACE_NOT_FOUND,
             message: format!(
@@ -374,6 +404,16 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             revoke: false,
         });
     }
+    decide(inputs, ws)
+}
+
+/// The decision for `inputs.member` of `ws` as if `ws` were Active: the
+/// checks about the member itself and the member limit. The Workspace
+/// controller asks it too, to give the members it will hold read access to
+/// the Workspace in the same pass.
+pub fn decide(inputs: &Inputs<'_>, ws: &Workspace) -> Plan {
+    let member = inputs.member;
+    let ws_name = ws.name_any();
     let role = match eligible(inputs, ws, member) {
         Ok(role) => role,
         Err(blocked) => return Plan::Blocked(blocked),

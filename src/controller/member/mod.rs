@@ -30,7 +30,7 @@ use kube::{Resource, ResourceExt};
 use self::build::Plan;
 use super::apply::{apply, delete_if_present, needs_write};
 use super::{Context, ReconcileError, labels};
-use crate::api::{AccountKind, WorkspaceMember, WorkspaceMemberStatus};
+use crate::api::{AccountKind, Organization, Workspace, WorkspaceMember, WorkspaceMemberStatus};
 
 /// Label a cluster admin puts on a ClusterRole that members may be given
 /// (besides listing it in `--assignable-cluster-roles`).
@@ -83,6 +83,112 @@ fn is_assignable(ctx: &Context, name: &str) -> bool {
             .is_some_and(|cr| cr.labels().get(ASSIGNABLE).is_some_and(|v| v == "true"))
 }
 
+/// What a decision about the members of one namespace reads from the caches.
+struct Gathered {
+    organization: Option<Arc<Organization>>,
+    organization_namespaces: Vec<String>,
+    members: Vec<Arc<WorkspaceMember>>,
+    bindings: Vec<Arc<RoleBinding>>,
+}
+
+impl Gathered {
+    /// Reads what deciding about the members of `namespace`, a namespace of
+    /// `workspace`, needs.
+    fn read(ctx: &Context, namespace: &str, workspace: Option<&Workspace>) -> Gathered {
+        let world = &ctx.world;
+        let organization = workspace
+            .filter(|ws| ws.spec.owner.kind == AccountKind::Organization)
+            .and_then(|ws| {
+                world
+                    .organizations
+                    .get(&ObjectRef::new(&ws.spec.owner.name))
+            });
+        let organization_namespaces = workspace
+            .filter(|_| organization.is_some())
+            .map(|ws| {
+                build::organization_namespaces(
+                    &ws.spec.owner.name,
+                    &world.workspaces_of_owner(&ws.spec.owner),
+                )
+            })
+            .unwrap_or_default();
+        let bindings = world
+            .role_bindings_in(namespace)
+            .into_iter()
+            .filter(|rb| rb.labels().contains_key(labels::MEMBER))
+            .collect();
+        Gathered {
+            organization,
+            organization_namespaces,
+            members: world.members_in(namespace),
+            bindings,
+        }
+    }
+
+    fn inputs<'a>(
+        &'a self,
+        member: &'a WorkspaceMember,
+        workspace: Option<&'a Workspace>,
+        claimant: Option<&'a Workspace>,
+        is_assignable: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> build::Inputs<'a> {
+        build::Inputs {
+            member,
+            workspace,
+            claimant,
+            organization: self.organization.as_deref(),
+            organization_namespaces: &self.organization_namespaces,
+            members: &self.members,
+            bindings: &self.bindings,
+            is_assignable,
+        }
+    }
+}
+
+/// The members in `namespace` that hold their role in `ws`, or will as soon
+/// as `ws` is Active: the same decision the member controller takes. The
+/// Workspace controller gives them read access to the Workspace (and counts
+/// them) in the pass that provisions it, instead of once more as each member
+/// turns Active.
+pub fn granted(ctx: &Context, ws: &Workspace, namespace: &str) -> Vec<Arc<WorkspaceMember>> {
+    let gathered = Gathered::read(ctx, namespace, Some(ws));
+    let assignable = |name: &str| is_assignable(ctx, name);
+    gathered
+        .members
+        .iter()
+        .filter(|m| !build::deleting(&***m))
+        .filter(|m| {
+            let inputs = gathered.inputs(m, Some(ws), None, &assignable);
+            matches!(build::decide(&inputs, ws), Plan::Grant(_))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether the member's status should wait: its Workspace is about to be
+/// provisioned (it exists and has not reported yet), and the member has not
+/// reported either (and holds nothing). Its first status is then the outcome, not a
+/// `WorkspaceNotReady` that lasts a second; the Workspace's first status
+/// triggers the member again.
+fn first_status_can_wait(
+    member: &WorkspaceMember,
+    plan: &Plan,
+    workspace: Option<&Workspace>,
+) -> bool {
+    let unreported =
+        |conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+            !conditions
+                .iter()
+                .any(|c| c.type_ == crate::api::conditions::READY)
+        };
+    let waiting = matches!(plan, Plan::Blocked(b) if b.reason == crate::api::conditions::reason::WORKSPACE_NOT_READY);
+    waiting
+        && workspace.is_some_and(|ws| {
+            !build::deleting(ws) && unreported(ws.status.as_ref().map_or(&[], |s| &s.conditions))
+        })
+        && unreported(member.status.as_ref().map_or(&[], |s| &s.conditions))
+}
+
 async fn reconcile(member: Arc<WorkspaceMember>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     if member.meta().deletion_timestamp.is_some() {
@@ -93,48 +199,24 @@ async fn reconcile(member: Arc<WorkspaceMember>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     };
     let world = &ctx.world;
-    let workspaces = world.workspaces.state();
+    let naming = world.workspaces_naming(&namespace);
     let ns_meta = world.namespaces.get(&ObjectRef::new(&namespace));
-    let workspace = build::workspace_of(&namespace, ns_meta.as_deref(), &workspaces);
-    let organization = workspace
-        .filter(|ws| ws.spec.owner.kind == AccountKind::Organization)
-        .and_then(|ws| {
-            world
-                .organizations
-                .get(&ObjectRef::new(&ws.spec.owner.name))
-        });
-    let organization_namespaces = organization
-        .as_ref()
-        .map(|org| build::organization_namespaces(&org.name_any(), &workspaces))
-        .unwrap_or_default();
-    let members: Vec<Arc<WorkspaceMember>> = world
-        .members
-        .state()
-        .into_iter()
-        .filter(|m| m.namespace().as_deref() == Some(namespace.as_str()))
-        .collect();
-    let bindings: Vec<Arc<RoleBinding>> = world
-        .role_bindings
-        .state()
-        .into_iter()
-        .filter(|rb| rb.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|rb| rb.labels().contains_key(labels::MEMBER))
-        .collect();
+    let workspace = build::workspace_of(&namespace, ns_meta.as_deref(), &naming).map(|ws| &**ws);
+    let claimant = workspace
+        .is_none()
+        .then(|| build::claimant(&namespace, &naming).map(|ws| &**ws))
+        .flatten();
+    let gathered = Gathered::read(&ctx, &namespace, workspace);
     let assignable = |name: &str| is_assignable(&ctx, name);
-    let inputs = build::Inputs {
-        member: &member,
-        workspace: workspace.map(|ws| &**ws),
-        organization: organization.as_deref(),
-        organization_namespaces: &organization_namespaces,
-        members: &members,
-        bindings: &bindings,
-        is_assignable: &assignable,
-    };
+    let inputs = gathered.inputs(&member, workspace, claimant, &assignable);
     let plan = build::plan(&inputs);
-    let own: Vec<Arc<RoleBinding>> = build::own_bindings(&member, &bindings)
+    let own: Vec<Arc<RoleBinding>> = build::own_bindings(&member, &gathered.bindings)
         .into_iter()
         .cloned()
         .collect();
+    if own.is_empty() && first_status_can_wait(&member, &plan, workspace.or(claimant)) {
+        return Ok(Action::await_change());
+    }
 
     let outcome = match &plan {
         Plan::Grant(desired) => grant(&namespace, desired, &own, &ctx).await,

@@ -37,7 +37,8 @@ pub fn owner_role_name(workspace: &str) -> String {
 pub struct Inputs<'a> {
     /// The Workspace being reconciled.
     pub workspace: &'a Workspace,
-    /// Every Workspace in the cache (for handle and limit decisions).
+    /// The Workspaces of the same owner, itself included (handles and limits
+    /// are per owner; others are ignored).
     pub all: &'a [Arc<Workspace>],
     /// The owning Organization, when the owner is one and it exists.
     pub organization: Option<&'a Organization>,

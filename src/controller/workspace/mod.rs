@@ -98,7 +98,9 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         return Ok(Action::await_change());
     }
 
-    let all = ctx.world.workspaces.state();
+    // Handles and limits are per owner: the owner's workspaces are all a
+    // decision needs.
+    let all = ctx.world.workspaces_of_owner(&ws.spec.owner);
     let name = ws.name_any();
     let organization = match ws.spec.owner.kind {
         crate::api::AccountKind::Organization => ctx
@@ -109,24 +111,42 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     };
     let namespace_name = ws.spec.effective_namespace(&name).to_string();
     let namespace = ctx.world.namespaces.get(&ObjectRef::new(&namespace_name));
-    let members = active_members(&ctx, &namespace_name, |_| true);
-    let owner_members = active_members(&ctx, &namespace_name, |m| {
-        m.spec.cluster_role_name().is_none() && m.spec.role == Some(WorkspaceRole::Owner)
-    });
     let is_provisioned = |w: &Workspace| holds_namespace(&ctx, w);
-    let inputs = build::Inputs {
+    let mut inputs = build::Inputs {
         workspace: &ws,
         all: &all,
         organization: organization.as_deref(),
         namespace: namespace.as_deref(),
         is_provisioned: &is_provisioned,
-        members: &members,
-        owner_members: &owner_members,
+        members: &[],
+        owner_members: &[],
         user_limit: ctx.config.workspace_limit_per_user(),
     };
+    // Members count only in a namespace the Workspace is entitled to: one it
+    // holds or adopts in this pass (the plan decides; a namespace not yet
+    // created, or not yet seen, has none that count). Then they are the
+    // members the member controller grants, so the Workspace's access and
+    // count are final in the pass that provisions it. A blocked Workspace
+    // keeps access only for the Owner members proven Active.
+    let entitled = namespace.is_some() && matches!(build::plan(&inputs), Plan::Provision(_));
+    let (members, owner_members) = if entitled {
+        let granted = super::member::granted(&ctx, &ws, &namespace_name);
+        let owners = granted.iter().filter(|m| is_owner_member(m));
+        (
+            granted.iter().map(|m| m.spec.subject.clone()).collect(),
+            owners.map(|m| m.spec.subject.clone()).collect(),
+        )
+    } else {
+        (
+            Vec::new(),
+            active_members(&ctx, &namespace_name, is_owner_member),
+        )
+    };
+    inputs.members = &members;
+    inputs.owner_members = &owner_members;
     let plan = build::plan(&inputs);
     let outcome = match &plan {
-        Plan::Provision(desired) => provision(&ws, desired, &ctx).await,
+        Plan::Provision(desired) => provision(desired, &ctx).await,
         // Blocked: nothing in the namespace, but the owners keep access to
         // the Workspace object (an Organization that does not exist has no
         // admins to give it to).
@@ -134,13 +154,29 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
             if ws.spec.owner.kind == crate::api::AccountKind::User || organization.is_some() =>
         {
             let (role, binding) = build::owner_access(&ws, organization.as_deref(), &owner_members);
-            apply_access(&role, &binding, &ctx).await
+            apply_access(&role, &binding, &ctx).await.map(|()| false)
         }
-        Plan::Blocked(_) => Ok(()),
+        Plan::Blocked(_) => Ok(false),
     };
     let status = compute_status(&ws, &plan, outcome.as_ref().err(), members.len());
     write_status(&ws, status, &ctx).await?;
-    outcome.map(|()| Action::await_change())
+    if let (Plan::Provision(desired), Ok(true)) = (&plan, &outcome) {
+        // After the status, so the event is not on the way to Ready.
+        publish(
+            &ctx,
+            &ws,
+            EventType::Normal,
+            "NamespaceCreated",
+            format!("Created namespace {}.", desired.namespace.name_any()),
+        )
+        .await;
+    }
+    outcome.map(|_| Action::await_change())
+}
+
+/// Whether a member holds the built-in Owner role.
+fn is_owner_member(m: &WorkspaceMember) -> bool {
+    m.spec.cluster_role_name().is_none() && m.spec.role == Some(WorkspaceRole::Owner)
 }
 
 /// Subjects of the Active WorkspaceMembers in `namespace` that `pick` selects.
@@ -150,10 +186,8 @@ fn active_members(
     pick: impl Fn(&WorkspaceMember) -> bool,
 ) -> Vec<Subject> {
     ctx.world
-        .members
-        .state()
+        .members_in(namespace)
         .iter()
-        .filter(|m| m.namespace().as_deref() == Some(namespace))
         .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Active))
         .filter(|m| pick(m))
         .map(|m| m.spec.subject.clone())
@@ -209,15 +243,35 @@ async fn set_finalizers(
     }
 }
 
-/// Applies each child whose cached copy differs from the desired one.
-async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(), Error> {
+/// How long a pass that wrote the namespace waits for the namespace's watch
+/// event before it writes into the namespace.
+const NAMESPACE_SEEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Applies each child whose cached copy differs from the desired one. Three
+/// independent chains run at once: the namespace then what lives in it, and
+/// each per-workspace ClusterRole then its binding. Returns whether the
+/// namespace was created.
+async fn provision(desired: &Desired, ctx: &Context) -> Result<bool, Error> {
+    let (created, (), ()) = futures::try_join!(
+        provision_namespace(desired, ctx),
+        apply_access(&desired.reader_role, &desired.reader_binding, ctx),
+        apply_access(&desired.owner_role, &desired.owner_role_binding, ctx),
+    )?;
+    Ok(created)
+}
+
+/// The namespace, then the owner's RoleBinding and the organization defaults
+/// in it. Returns whether the namespace was created.
+async fn provision_namespace(desired: &Desired, ctx: &Context) -> Result<bool, Error> {
     let world = &ctx.world;
     let client = &ctx.client;
     let ns_name = desired.namespace.name_any();
 
     let namespaces = Api::<Namespace>::all(client.clone());
     let cached_ns = world.namespaces.get(&ObjectRef::new(&ns_name));
-    if cached_ns.is_none() {
+    let created = cached_ns.is_none();
+    let wrote = created || needs_write(cached_ns.as_deref(), &desired.namespace);
+    if created {
         // Not in the cache: create it, never apply. A namespace that exists
         // but has not reached the cache yet (or that another Workspace
         // created a moment ago) makes the create fail; the namespace's watch
@@ -236,15 +290,7 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
                 kind: "namespace",
                 source,
             })?;
-        publish(
-            ctx,
-            ws,
-            EventType::Normal,
-            "NamespaceCreated",
-            format!("Created namespace {ns_name}."),
-        )
-        .await;
-    } else if needs_write(cached_ns.as_deref(), &desired.namespace) {
+    } else if wrote {
         ctx.metrics.write(CONTROLLER, "namespaces");
         apply(&namespaces, &desired.namespace)
             .await
@@ -253,54 +299,78 @@ async fn provision(ws: &Workspace, desired: &Desired, ctx: &Context) -> Result<(
                 source,
             })?;
     }
+    if wrote {
+        // Admission (operator-confinement) judges the operator's RoleBindings
+        // on the namespace as the API server's own informer sees it, and that
+        // informer is fed from the same watch cache as the operator's: write
+        // into the namespace once the operator has seen it carry the
+        // Workspace's UID, not before (that write would be refused).
+        namespace_seen(ctx, &desired.namespace).await;
+    }
 
     let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns_name);
-    apply_if_changed(
-        ctx,
-        CONTROLLER,
-        "rolebindings",
-        &world.role_bindings,
-        &bindings,
-        &desired.owner_binding,
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind: "owner RoleBinding",
-        source,
-    })?;
-
-    apply_access(&desired.reader_role, &desired.reader_binding, ctx).await?;
-    apply_access(&desired.owner_role, &desired.owner_role_binding, ctx).await?;
-
+    let owner_binding = async {
+        apply_if_changed(
+            ctx,
+            CONTROLLER,
+            "rolebindings",
+            &world.role_bindings,
+            &bindings,
+            &desired.owner_binding,
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "owner RoleBinding",
+            source,
+        })
+    };
     let defaults = &desired.defaults;
-    sync_optional(
-        ctx,
-        &world.quotas,
-        &ns_name,
-        defaults::DEFAULTS_NAME,
-        defaults.quota.as_ref(),
-        "resourcequotas",
-    )
-    .await?;
-    sync_optional(
-        ctx,
-        &world.limit_ranges,
-        &ns_name,
-        defaults::DEFAULTS_NAME,
-        defaults.limit_range.as_ref(),
-        "limitranges",
-    )
-    .await?;
-    sync_optional(
-        ctx,
-        &world.network_policies,
-        &ns_name,
-        defaults::ISOLATION_NAME,
-        defaults.isolation.as_ref(),
-        "networkpolicies",
-    )
-    .await?;
-    Ok(())
+    futures::try_join!(
+        owner_binding,
+        sync_optional(
+            ctx,
+            &world.quotas,
+            &ns_name,
+            defaults::DEFAULTS_NAME,
+            defaults.quota.as_ref(),
+            "resourcequotas",
+        ),
+        sync_optional(
+            ctx,
+            &world.limit_ranges,
+            &ns_name,
+            defaults::DEFAULTS_NAME,
+            defaults.limit_range.as_ref(),
+            "limitranges",
+        ),
+        sync_optional(
+            ctx,
+            &world.network_policies,
+            &ns_name,
+            defaults::ISOLATION_NAME,
+            defaults.isolation.as_ref(),
+            "networkpolicies",
+        ),
+    )?;
+    Ok(created)
+}
+
+/// Waits (at most [`NAMESPACE_SEEN_TIMEOUT`]) until the cached namespace
+/// carries the desired Workspace UID annotation. Past the timeout the writes
+/// go ahead; a refusal is retried like any failed write.
+async fn namespace_seen(ctx: &Context, desired: &Namespace) {
+    let name = desired.name_any();
+    let want = desired.annotations().get(labels::WORKSPACE_UID);
+    let seen = || {
+        ctx.world
+            .namespaces
+            .get(&ObjectRef::new(&name))
+            .is_some_and(|ns| ns.annotations().get(labels::WORKSPACE_UID) == want)
+    };
+    let deadline = tokio::time::Instant::now() + NAMESPACE_SEEN_TIMEOUT;
+    while !seen() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// Applies a per-workspace ClusterRole and its binding where they differ
@@ -688,21 +758,12 @@ async fn retain(
     let owners: Vec<String> = ws
         .uid()
         .into_iter()
-        .chain(
-            ctx.world
-                .members
-                .state()
-                .iter()
-                .filter(|m| m.namespace().as_deref() == Some(ns_name.as_str()))
-                .filter_map(|m| m.uid()),
-        )
+        .chain(ctx.world.members_in(ns_name).iter().filter_map(|m| m.uid()))
         .collect();
     let ours: Vec<Arc<RoleBinding>> = ctx
         .world
-        .role_bindings
-        .state()
+        .role_bindings_in(ns_name)
         .into_iter()
-        .filter(|rb| rb.namespace().as_deref() == Some(ns_name.as_str()))
         .filter(|rb| {
             rb.owner_references()
                 .iter()

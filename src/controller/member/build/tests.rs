@@ -94,6 +94,7 @@ fn held(m: &WorkspaceMember, role: &str) -> Arc<RoleBinding> {
 
 struct World {
     workspace: Option<Workspace>,
+    claimant: Option<Workspace>,
     organization: Option<Organization>,
     org_namespaces: Vec<String>,
     members: Vec<Arc<WorkspaceMember>>,
@@ -104,6 +105,7 @@ impl World {
     fn new(workspace: Workspace) -> Self {
         World {
             workspace: Some(workspace),
+            claimant: None,
             organization: None,
             org_namespaces: Vec::new(),
             members: Vec::new(),
@@ -121,6 +123,7 @@ impl World {
         plan(&Inputs {
             member: m,
             workspace: self.workspace.as_ref(),
+            claimant: self.claimant.as_ref(),
             organization: self.organization.as_ref(),
             organization_namespaces: &self.org_namespaces,
             members: &self.members,
@@ -330,6 +333,49 @@ fn no_workspace_or_a_workspace_being_deleted_revokes() {
     let b = blocked(&world.plan(&bob)).clone();
     assert_eq!(b.reason, reason::WORKSPACE_NOT_READY);
     assert!(!b.stalled && b.revoke);
+}
+
+#[test]
+fn a_namespace_a_workspace_is_about_to_take_waits_and_revokes() {
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let mut world = World::new(personal()).with_members(&[&bob]);
+    world.workspace = None;
+    world.claimant = Some(personal());
+    let b = blocked(&world.plan(&bob)).clone();
+    assert_eq!(b.reason, reason::WORKSPACE_NOT_READY);
+    // It waits (no person must act), but nothing is granted on the account of
+    // a Workspace that does not hold the namespace.
+    assert!(!b.stalled && b.revoke);
+
+    let naming = vec![Arc::new(personal())];
+    assert!(claimant(NS, &naming).is_some());
+    assert!(claimant("elsewhere", &naming).is_none());
+    let mut deleting = personal();
+    deleting.metadata.deletion_timestamp = Some(at(99));
+    assert!(claimant(NS, &[Arc::new(deleting)]).is_none());
+}
+
+#[test]
+fn decide_ignores_the_workspace_phase_and_plan_does_not() {
+    let bob = member("bob", Subject::user("bob"), WorkspaceRole::Viewer, 10);
+    let pending = workspace(AccountRef::user("alice"), WorkspacePhase::Pending);
+    let world = World::new(pending.clone()).with_members(&[&bob]);
+    assert_eq!(
+        blocked(&world.plan(&bob)).reason,
+        reason::WORKSPACE_NOT_READY
+    );
+    let assignable = |_: &str| false;
+    let inputs = Inputs {
+        member: &bob,
+        workspace: Some(&pending),
+        claimant: None,
+        organization: None,
+        organization_namespaces: &[],
+        members: &world.members,
+        bindings: &[],
+        is_assignable: &assignable,
+    };
+    assert!(matches!(decide(&inputs, &pending), Plan::Grant(_)));
 }
 
 #[test]

@@ -1,0 +1,272 @@
+//! Secondary indexes over the reflector stores: the names of the cached
+//! objects grouped by a key (a namespace, an owner, a role), kept current by
+//! the watch that fills the store.
+//!
+//! Every event and every reconcile concerns a handful of objects: the members
+//! of one namespace, the workspaces of one owner. Scanning the whole store for
+//! them makes the operator's CPU grow with the square of the number of
+//! workspaces; an index makes each lookup cost what it returns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::{AccountRef, SubjectKind, Workspace, WorkspaceMember};
+
+/// The keys an object is filed under.
+pub type KeyFn<K> = fn(&K) -> Vec<String>;
+
+/// `(namespace, name)` of a cached object, ordered so lookups are deterministic.
+type Slot = (Option<String>, String);
+
+/// Names of cached objects by key. Cloning shares the same index.
+pub struct Index<K> {
+    keys: KeyFn<K>,
+    inner: Arc<RwLock<Inner>>,
+}
+
+impl<K> Clone for Index<K> {
+    fn clone(&self) -> Self {
+        Index {
+            keys: self.keys,
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    by_key: HashMap<String, BTreeSet<Slot>>,
+    keys_of: HashMap<Slot, Vec<String>>,
+}
+
+impl Inner {
+    fn remove(&mut self, slot: &Slot) {
+        for key in self.keys_of.remove(slot).unwrap_or_default() {
+            if let Some(set) = self.by_key.get_mut(&key) {
+                set.remove(slot);
+                if set.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, slot: Slot, keys: Vec<String>) {
+        self.remove(&slot);
+        if keys.is_empty() {
+            return;
+        }
+        for key in &keys {
+            self.by_key
+                .entry(key.clone())
+                .or_default()
+                .insert(slot.clone());
+        }
+        self.keys_of.insert(slot, keys);
+    }
+}
+
+fn slot<K: Resource>(obj: &K) -> Slot {
+    let meta = obj.meta();
+    (
+        meta.namespace.clone(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl<K> Index<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    /// An empty index filing objects under `keys`.
+    pub fn new(keys: KeyFn<K>) -> Self {
+        Index {
+            keys,
+            inner: Arc::default(),
+        }
+    }
+
+    /// Files (or refiles) an object that was added or changed.
+    pub fn apply(&self, obj: &K) {
+        let keys = (self.keys)(obj);
+        self.write().insert(slot(obj), keys);
+    }
+
+    /// Forgets a deleted object.
+    pub fn delete(&self, obj: &K) {
+        self.write().remove(&slot(obj));
+    }
+
+    /// Replaces the whole index with `objects` (after a relist).
+    pub fn rebuild(&self, objects: &[Arc<K>]) {
+        let mut fresh = Inner::default();
+        for obj in objects {
+            fresh.insert(slot(&**obj), (self.keys)(obj));
+        }
+        *self.write() = fresh;
+    }
+
+    /// The cached objects filed under `key`, ordered by namespace and name.
+    /// An object deleted from the store a moment ago is left out.
+    pub fn lookup(&self, store: &Store<K>, key: &str) -> Vec<Arc<K>> {
+        let slots: Vec<Slot> = self
+            .inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_key
+            .get(key)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        slots
+            .into_iter()
+            .filter_map(|(namespace, name)| {
+                let mut at = ObjectRef::new(&name);
+                if let Some(ns) = namespace {
+                    at = at.within(&ns);
+                }
+                store.get(&at)
+            })
+            .collect()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Key of the objects in (or naming) a namespace.
+pub fn in_namespace(namespace: &str) -> String {
+    format!("ns/{namespace}")
+}
+
+/// Key of the Workspaces of an owner.
+pub fn owned_by(owner: &AccountRef) -> String {
+    format!("owner/{:?}/{}", owner.kind, owner.name)
+}
+
+/// Key of the members whose subject is a ServiceAccount of a namespace.
+pub fn service_accounts_of(namespace: &str) -> String {
+    format!("sa/{namespace}")
+}
+
+/// Key of the members given a custom ClusterRole.
+pub fn given_role(cluster_role: &str) -> String {
+    format!("role/{cluster_role}")
+}
+
+/// A Workspace is filed under its owner, the namespace its spec names and
+/// the namespace its status reports.
+pub fn workspace_keys(ws: &Workspace) -> Vec<String> {
+    let name = ws.meta().name.as_deref().unwrap_or_default();
+    let mut keys = vec![
+        owned_by(&ws.spec.owner),
+        in_namespace(ws.spec.effective_namespace(name)),
+    ];
+    if let Some(ns) = ws.status.as_ref().and_then(|s| s.namespace.as_deref()) {
+        let key = in_namespace(ns);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// A member is filed under its namespace, the namespace of its ServiceAccount
+/// subject, and its custom ClusterRole.
+pub fn member_keys(m: &WorkspaceMember) -> Vec<String> {
+    let mut keys = Vec::with_capacity(2);
+    if let Some(ns) = m.meta().namespace.as_deref() {
+        keys.push(in_namespace(ns));
+    }
+    if m.spec.subject.kind == SubjectKind::ServiceAccount {
+        if let Some(ns) = m.spec.subject.namespace_name() {
+            keys.push(service_accounts_of(ns));
+        }
+    }
+    if let Some(role) = m.spec.cluster_role_name() {
+        keys.push(given_role(role));
+    }
+    keys
+}
+
+/// A namespaced object is filed under its namespace.
+pub fn namespace_keys<K: Resource>(obj: &K) -> Vec<String> {
+    obj.meta()
+        .namespace
+        .as_deref()
+        .map(in_namespace)
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    fn binding(ns: &str, name: &str) -> RoleBinding {
+        let mut rb = RoleBinding::default();
+        rb.metadata.namespace = Some(ns.into());
+        rb.metadata.name = Some(name.into());
+        rb
+    }
+
+    fn names(found: &[Arc<RoleBinding>]) -> Vec<String> {
+        found
+            .iter()
+            .map(|rb| rb.metadata.name.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn lookups_follow_adds_moves_and_deletes() {
+        let (store, mut writer) = reflector::store::<RoleBinding>();
+        let index = Index::new(namespace_keys::<RoleBinding>);
+        for rb in [binding("a", "y"), binding("a", "x"), binding("b", "z")] {
+            writer.apply_watcher_event(&Event::Apply(rb.clone()));
+            index.apply(&rb);
+        }
+        assert_eq!(names(&index.lookup(&store, "ns/a")), ["x", "y"]);
+        assert_eq!(names(&index.lookup(&store, "ns/b")), ["z"]);
+        assert!(index.lookup(&store, "ns/c").is_empty());
+
+        index.delete(&binding("a", "x"));
+        writer.apply_watcher_event(&Event::Delete(binding("a", "x")));
+        assert_eq!(names(&index.lookup(&store, "ns/a")), ["y"]);
+
+        // Gone from the store but not yet from the index: left out.
+        writer.apply_watcher_event(&Event::Delete(binding("a", "y")));
+        assert!(index.lookup(&store, "ns/a").is_empty());
+
+        index.rebuild(&store.state());
+        assert!(!index.inner.read().unwrap().by_key.contains_key("ns/a"));
+        assert_eq!(names(&index.lookup(&store, "ns/b")), ["z"]);
+    }
+
+    #[test]
+    fn a_changed_object_is_refiled() {
+        let index = Index::new(|rb: &RoleBinding| {
+            rb.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("k"))
+                .map(|v| vec![v.clone()])
+                .unwrap_or_default()
+        });
+        let mut rb = binding("a", "x");
+        rb.metadata.labels = Some([("k".to_string(), "one".to_string())].into());
+        index.apply(&rb);
+        rb.metadata.labels = Some([("k".to_string(), "two".to_string())].into());
+        index.apply(&rb);
+        let inner = index.inner.read().unwrap();
+        assert!(!inner.by_key.contains_key("one"));
+        assert_eq!(inner.by_key["two"].len(), 1);
+    }
+}
