@@ -46,9 +46,20 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Most tokio worker threads the operator runs: its work is waiting on the
+/// API server, and each thread costs memory (glibc gives threads their own
+/// allocation arenas).
+const MAX_WORKERS: usize = 4;
+
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     workspace_operator::telemetry::init(config.log_format)?;
+    limit_malloc_arenas();
+    let workers = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(MAX_WORKERS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()?;
     let result = runtime.block_on(workspace_operator::operator::run(config));
@@ -57,3 +68,20 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(result?)
 }
+
+/// Caps glibc's malloc arenas at two (as `MALLOC_ARENA_MAX=2` would): with
+/// one arena per busy thread, memory freed after the initial lists stays
+/// spread over arenas no thread reuses. An explicit `MALLOC_ARENA_MAX` wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; it is called
+        // before the runtime starts its threads.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}

@@ -8,6 +8,7 @@
 //! dropped before caching.
 
 pub mod apply;
+pub mod events;
 pub mod index;
 pub mod labels;
 pub mod member;
@@ -18,7 +19,6 @@ pub mod world;
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 use crate::config::Config;
 use crate::http::Health;
@@ -30,7 +30,7 @@ pub use world::World;
 pub const CONTROLLER_NAME: &str = "workspace-operator";
 
 /// What every controller shares: the client, the caches, configuration,
-/// metrics and the event recorder. No globals.
+/// metrics and the event publisher. No globals.
 pub struct Context {
     /// Client acting as the operator's own identity.
     pub client: Client,
@@ -41,7 +41,7 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes events.
-    pub recorder: Recorder,
+    pub events: events::Events,
     /// The statuses this process wrote last, by object UID (a hash of each,
     /// timestamps left out): the cache can lag behind the operator's own
     /// write, and a reconcile in that window must not write the same status
@@ -110,19 +110,13 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: CONTROLLER_NAME.to_string(),
-            instance,
-        },
-    );
+    let events = events::Events::new(client.clone(), CONTROLLER_NAME, instance);
     let ctx = Arc::new(Context {
         client,
         world,
         config,
         metrics,
-        recorder,
+        events,
         written: WrittenStatuses::default(),
     });
     let workspaces = workspace::run(ctx.clone(), triggers.workspaces);
@@ -238,15 +232,12 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     reason: &str,
     note: String,
 ) {
-    let event = kube::runtime::events::Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
     ctx.metrics.write(controller, "events");
-    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    if let Err(err) = ctx
+        .events
+        .publish(obj.object_ref(&()), type_, reason, note)
+        .await
+    {
         tracing::warn!(error = %err, "could not record an event");
     }
 }

@@ -363,6 +363,7 @@ impl World {
                 watcher(Api::all(client.clone()), all.clone()),
                 ws_writer,
                 Some(world.workspace_index.clone()),
+                trim,
                 health.watch("workspaces"),
                 {
                     let r = router.clone();
@@ -373,6 +374,7 @@ impl World {
                 watcher(Api::all(client.clone()), all.clone()),
                 org_writer,
                 None,
+                trim,
                 health.watch("organizations"),
                 {
                     let r = router.clone();
@@ -383,6 +385,7 @@ impl World {
                 watcher(Api::all(client.clone()), all.clone()),
                 member_writer,
                 Some(world.member_index.clone()),
+                trim,
                 health.watch("workspacemembers"),
                 {
                     let r = router.clone();
@@ -396,6 +399,7 @@ impl World {
                 ),
                 ns_writer,
                 None,
+                trim_namespace,
                 health.watch("namespaces"),
                 {
                     let r = router.clone();
@@ -406,6 +410,7 @@ impl World {
                 watcher(Api::all(client.clone()), managed.clone()),
                 rb_writer,
                 Some(world.role_binding_index.clone()),
+                trim,
                 health.watch("rolebindings"),
                 {
                     let r = router.clone();
@@ -416,6 +421,7 @@ impl World {
                 watcher(Api::all(client.clone()), managed.clone()),
                 cr_writer,
                 None,
+                trim,
                 health.watch("clusterroles"),
                 {
                     let r = router.clone();
@@ -426,6 +432,7 @@ impl World {
                 watcher(Api::all(client.clone()), managed.clone()),
                 crb_writer,
                 None,
+                trim,
                 health.watch("clusterrolebindings"),
                 {
                     let r = router.clone();
@@ -436,6 +443,7 @@ impl World {
                 watcher(Api::all(client.clone()), assignable),
                 assignable_writer,
                 None,
+                trim,
                 health.watch("assignable-clusterroles"),
                 {
                     let r = router.clone();
@@ -446,6 +454,7 @@ impl World {
                 watcher(Api::all(client.clone()), managed.clone()),
                 quota_writer,
                 None,
+                trim,
                 health.watch("resourcequotas"),
                 {
                     let r = router.clone();
@@ -456,6 +465,7 @@ impl World {
                 watcher(Api::all(client.clone()), managed.clone()),
                 limit_range_writer,
                 None,
+                trim,
                 health.watch("limitranges"),
                 {
                     let r = router.clone();
@@ -466,6 +476,7 @@ impl World {
                 watcher(Api::all(client.clone()), managed.clone()),
                 network_policy_writer,
                 None,
+                trim,
                 health.watch("networkpolicies"),
                 {
                     let r = router.clone();
@@ -506,12 +517,43 @@ impl World {
     }
 }
 
-/// Runs one watch: keeps its store current (without `managedFields`), reports
+/// What no reconcile reads, dropped from every cached object:
+/// `managedFields` and kubectl's copy of the last applied object.
+fn trim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// A namespace is cached with only the labels and annotations the operator
+/// reads (its own, the admin's adopt request, managed-by): a cluster's
+/// namespaces carry many others, and every namespace is cached.
+fn trim_namespace(ns: &mut PartialObjectMeta<Namespace>) {
+    let meta = &mut ns.metadata;
+    meta.managed_fields = None;
+    let read = |key: &String| {
+        labels::is_operator_key(key) || key == labels::ADOPT || key == labels::MANAGED_BY
+    };
+    for map in [meta.labels.as_mut(), meta.annotations.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        map.retain(|key, _| read(key));
+    }
+}
+
+/// kubectl's client-side apply annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Runs one watch: keeps its store current (trimmed: [`trim`]), reports
 /// its health, and routes every added, changed or deleted object.
 fn drive<K, S, F>(
     stream: S,
     writer: reflector::store::Writer<K>,
     index: Option<Index<K>>,
+    trim: fn(&mut K),
     health: WatchHealth,
     route: F,
 ) -> Drivers
@@ -528,7 +570,7 @@ where
     Box::pin(async move {
         stream
             .default_backoff()
-            .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+            .modify(trim)
             .reflect(writer)
             .for_each(move |event| {
                 match event {
