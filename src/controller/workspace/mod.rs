@@ -252,12 +252,14 @@ const NAMESPACE_SEEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// each per-workspace ClusterRole then its binding. Returns whether the
 /// namespace was created.
 async fn provision(desired: &Desired, ctx: &Context) -> Result<bool, Error> {
-    let (created, (), ()) = futures::try_join!(
+    // Joined, not short-circuited: one chain failing must not cancel the
+    // others' writes in flight (the retry would make them again).
+    let (created, reader, owner) = futures::join!(
         provision_namespace(desired, ctx),
         apply_access(&desired.reader_role, &desired.reader_binding, ctx),
         apply_access(&desired.owner_role, &desired.owner_role_binding, ctx),
-    )?;
-    Ok(created)
+    );
+    reader.and(owner).and(created)
 }
 
 /// The namespace, then the owner's RoleBinding and the organization defaults
@@ -310,22 +312,38 @@ async fn provision_namespace(desired: &Desired, ctx: &Context) -> Result<bool, E
 
     let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns_name);
     let owner_binding = async {
-        apply_if_changed(
-            ctx,
-            CONTROLLER,
-            "rolebindings",
-            &world.role_bindings,
-            &bindings,
-            &desired.owner_binding,
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "owner RoleBinding",
-            source,
-        })
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let result = apply_if_changed(
+                ctx,
+                CONTROLLER,
+                "rolebindings",
+                &world.role_bindings,
+                &bindings,
+                &desired.owner_binding,
+            )
+            .await;
+            match result {
+                // The API server's copy of the namespace it has just written
+                // can lag behind the operator's: retry briefly in this pass
+                // rather than report a failure that is not one.
+                Err(err)
+                    if wrote && refused_by_confinement(&err) && pause < STALE_NAMESPACE_RETRY =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                result => {
+                    break result.map_err(|source| Error::Apply {
+                        kind: "owner RoleBinding",
+                        source,
+                    });
+                }
+            }
+        }
     };
     let defaults = &desired.defaults;
-    futures::try_join!(
+    let (owner_binding, quota, limit_range, isolation) = futures::join!(
         owner_binding,
         sync_optional(
             ctx,
@@ -351,8 +369,21 @@ async fn provision_namespace(desired: &Desired, ctx: &Context) -> Result<bool, E
             defaults.isolation.as_ref(),
             "networkpolicies",
         ),
-    )?;
+    );
+    owner_binding.and(quota).and(limit_range).and(isolation)?;
     Ok(created)
+}
+
+/// Longest pause between retries of a write into a namespace the API server's
+/// admission does not yet see as the Workspace's (50 ms, doubling: about
+/// 1.5 s in all).
+const STALE_NAMESPACE_RETRY: Duration = Duration::from_millis(1000);
+
+/// Whether the `operator-confinement` admission policy refused a write: in a
+/// namespace written a moment ago, admission's copy of it is older.
+fn refused_by_confinement(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status)
+        if status.code == 403 && status.message.contains("operator-confinement"))
 }
 
 /// Waits (at most [`NAMESPACE_SEEN_TIMEOUT`]) until the cached namespace
@@ -849,4 +880,34 @@ async fn retain(
     )
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_by_confinement;
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "code": code,
+            "message": message,
+        }))
+        .expect("a Status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn only_the_confinement_policy_refusal_is_retried_in_the_pass() {
+        assert!(refused_by_confinement(&api_error(
+            403,
+            "rolebindings.rbac.authorization.k8s.io \"workspaces.dev:owner\" is forbidden: ValidatingAdmissionPolicy 'operator-confinement.workspaces.dev' with binding 'operator-confinement.workspaces.dev' denied request",
+        )));
+        assert!(!refused_by_confinement(&api_error(
+            403,
+            "rolebindings is forbidden: User cannot patch",
+        )));
+        assert!(!refused_by_confinement(&api_error(
+            409,
+            "operator-confinement conflict"
+        )));
+    }
 }
