@@ -62,6 +62,7 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(workers)
         .enable_all()
         .build()?;
+    runtime.spawn(return_freed_memory());
     let result = runtime.block_on(workspace_operator::operator::run(config));
     if let Err(error) = &result {
         tracing::error!(%error, "operator stopped");
@@ -85,3 +86,28 @@ fn limit_malloc_arenas() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
+
+/// How often memory the allocator holds free is handed back to the system.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// glibc keeps what a burst freed (the initial lists, a converge) for reuse
+/// and hands back only the top of the heap; `malloc_trim` returns the free
+/// pages in the middle too, so the resident set follows what the caches hold.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: malloc_trim only releases free memory of the allocator's
+        // own arenas; it is safe to call from any thread at any time.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+async fn return_freed_memory() {
+    let _ = TRIM_EVERY;
+}

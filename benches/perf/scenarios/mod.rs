@@ -195,6 +195,7 @@ pub async fn run(settings: &Settings) -> Report {
     report.idle.cpu_seconds = first_proc.cpu_seconds() - cpu;
     report.idle.rss_mib = first_proc.rss_mib();
     report.memory.steady_mib = report.idle.rss_mib;
+    (report.memory.steady_anon_mib, report.memory.steady_file_mib) = first_proc.rss_parts_mib();
     report.memory.cached_json_mib =
         process::cached_json_bytes(&admin).await as f64 / 1024.0 / 1024.0;
     report.memory.peak_mib = report.memory.peak_mib.max(first_proc.hwm_mib());

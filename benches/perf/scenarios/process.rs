@@ -44,6 +44,14 @@ impl Proc {
         kib_field(&self.status(), "VmRSS:").unwrap_or(0) as f64 / 1024.0
     }
 
+    /// The resident set split into anonymous memory (heap, stacks) and
+    /// file-backed pages (the binary's code and data, libraries), MiB.
+    pub fn rss_parts_mib(&self) -> (f64, f64) {
+        let status = self.status();
+        let mib = |field| kib_field(&status, field).unwrap_or(0) as f64 / 1024.0;
+        (mib("RssAnon:"), mib("RssFile:") + mib("RssShmem:"))
+    }
+
     /// Peak resident set size so far, MiB.
     pub fn hwm_mib(&self) -> f64 {
         kib_field(&self.status(), "VmHWM:").unwrap_or(0) as f64 / 1024.0

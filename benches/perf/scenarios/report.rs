@@ -146,6 +146,10 @@ pub struct Churn {
 pub struct Memory {
     /// Resident set after the idle period (the converged operator).
     pub steady_mib: f64,
+    /// The steady resident set's anonymous part (heap) and file-backed part
+    /// (the binary's pages).
+    pub steady_anon_mib: f64,
+    pub steady_file_mib: f64,
     /// Highest resident set of the first process (cold converge), and of the
     /// restarted one.
     pub peak_mib: f64,
@@ -577,6 +581,14 @@ impl Report {
             format!(
                 "{:.1} / {:.1} / {:.1} / {:.1} MiB",
                 mem.steady_mib, mem.peak_mib, mem.restart_peak_mib, mem.end_mib
+            ),
+        );
+        w(
+            &mut out,
+            "steady: anonymous (heap) / file (binary)",
+            format!(
+                "{:.1} / {:.1} MiB",
+                mem.steady_anon_mib, mem.steady_file_mib
             ),
         );
         let _ = writeln!(out, "\ntargets");
