@@ -76,7 +76,9 @@ kubeconfig "$dir/kubeconfig" admin
 kubeconfig "$dir/kcm.kubeconfig" kcm
 
 # Every request, by user and user agent, at Metadata level: the tests count the
-# operator's writes from it.
+# operator's writes from it. The log is never rotated (the API server would
+# rotate it at 100 MB by default, about 1,500 workspaces into a benchmark, and
+# positions in it would point into the wrong file).
 cat > "$dir/audit-policy.yaml" <<'AP'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -127,7 +129,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --service-cluster-ip-range 10.96.0.0/16 \
   --authorization-mode RBAC \
   --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
-  --audit-log-format json --audit-log-mode blocking \
+  --audit-log-format json --audit-log-mode blocking --audit-log-maxsize 1000000 \
   --endpoint-reconciler-type none \
   --allow-privileged --profiling=false --cert-dir "$dir/apiserver-certs" --v 1
 curl_admin() {
