@@ -38,10 +38,10 @@ pub fn minimum_writes(members: usize) -> u64 {
     8 + 2 * members as u64
 }
 
-/// The minimum for a population: every workspace's, and one status write
-/// per owning Organization.
+/// The minimum for a population: every workspace's, and per owning
+/// Organization its admin ClusterRole, that role's binding and its status.
 pub fn minimum_population_writes(workspaces: usize, members: usize, organizations: usize) -> u64 {
-    workspaces as u64 * minimum_writes(members) + organizations as u64
+    workspaces as u64 * minimum_writes(members) + 3 * organizations as u64
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
