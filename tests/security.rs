@@ -2099,3 +2099,72 @@ async fn the_operator_identity_cannot_grant_or_delete_outside_workspaces() {
     let rbs = Api::<RoleBinding>::namespaced(admin.clone(), "kube-system");
     assert!(rbs.get_opt("stolen").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn owner_members_of_a_namespace_a_workspace_does_not_hold_never_get_its_object() {
+    let admin = setup().await;
+    let mallory = format!("{}@example.com", support::unique("mallory"));
+    let friend = format!("{}@example.com", support::unique("friend"));
+    let alice = format!("{}@example.com", support::unique("alice"));
+    // Mallory's workspace, where her friend holds the Owner role.
+    let held = own_workspace(&admin, &mallory, "sec-held", json!({})).await;
+    let _dump = support::dump_on_failure(&[&held]);
+    create(
+        &client_as(&mallory, &[]).await,
+        member(&held, "friend", user(&friend), "Owner"),
+    )
+    .await;
+    wait_can(
+        &friend,
+        &[],
+        "delete",
+        "workspaces.workspaces.dev",
+        None,
+        Some(&held),
+    )
+    .await;
+
+    // Alice names that namespace for her own Workspace: a conflict. The
+    // Owner members of the namespace are Mallory's, not Alice's.
+    let claim = support::unique("sec-claim");
+    create(
+        &client_as(&alice, &[]).await,
+        workspace(&claim, "User", &alice, json!({"spec": {"namespace": held}})),
+    )
+    .await;
+    wait_ready(&admin, &claim, "False", "NamespaceConflict").await;
+    // The blocked Workspace's owner access is in place (Alice keeps her
+    // object) and names Alice alone.
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let access = format!("workspaces.dev:workspace:{claim}:owner");
+    let subjects = support::wait_for("the claim's owner access", TIMEOUT, || {
+        let bindings = bindings.clone();
+        let access = access.clone();
+        async move {
+            let crb = bindings.get_opt(&access).await.ok()??;
+            Some(
+                crb.subjects
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    })
+    .await;
+    assert_eq!(subjects, [alice.clone()], "{access}");
+    let friend_client = client_as(&friend, &[]).await;
+    for verb in ["get", "update", "delete"] {
+        assert!(
+            !support::can_i(
+                &friend_client,
+                verb,
+                "workspaces.workspaces.dev",
+                None,
+                Some(&claim)
+            )
+            .await,
+            "{friend} may {verb} workspace {claim} through a namespace it does not hold"
+        );
+    }
+}

@@ -127,7 +127,8 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     // created, or not yet seen, has none that count). Then they are the
     // members the member controller grants, so the Workspace's access and
     // count are final in the pass that provisions it. A blocked Workspace
-    // keeps access only for the Owner members proven Active.
+    // keeps access only for the Owner members proven Active in a namespace
+    // it holds (members of a namespace someone else holds are theirs).
     let entitled = namespace.is_some() && matches!(build::plan(&inputs), Plan::Provision(_));
     let (members, owner_members) = if entitled {
         let granted = super::member::granted(&ctx, &ws, &namespace_name);
@@ -136,11 +137,13 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
             granted.iter().map(|m| m.spec.subject.clone()).collect(),
             owners.map(|m| m.spec.subject.clone()).collect(),
         )
-    } else {
+    } else if holds_namespace(&ctx, &ws) {
         (
             Vec::new(),
             active_members(&ctx, &namespace_name, is_owner_member),
         )
+    } else {
+        (Vec::new(), Vec::new())
     };
     inputs.members = &members;
     inputs.owner_members = &owner_members;
