@@ -2152,7 +2152,7 @@ async fn owner_members_of_a_namespace_a_workspace_does_not_hold_never_get_its_ob
         }
     })
     .await;
-    assert_eq!(subjects, [alice.clone()], "{access}");
+    assert_eq!(subjects, std::slice::from_ref(&alice), "{access}");
     let friend_client = client_as(&friend, &[]).await;
     for verb in ["get", "update", "delete"] {
         assert!(
