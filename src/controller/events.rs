@@ -84,7 +84,7 @@ fn event(
         action: Some("Reconcile".to_string()),
         reason: Some(reason.to_string()),
         // The API server limits notes to 1 KiB.
-        note: Some(truncate(note, 1024)),
+        note: Some(super::labels::truncate(&note, 1024).to_string()),
         event_time: Some(MicroTime(now)),
         regarding: Some(regarding),
         reporting_controller: Some(controller.to_string()),
@@ -98,17 +98,6 @@ fn event(
         ),
         ..Default::default()
     }
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 #[cfg(test)]

@@ -159,21 +159,25 @@ pub fn given_role(cluster_role: &str) -> String {
     format!("role/{cluster_role}")
 }
 
-/// A Workspace is filed under its owner, the namespace its spec names and
-/// the namespace its status reports.
-pub fn workspace_keys(ws: &Workspace) -> Vec<String> {
+/// The namespaces of a Workspace: the one its spec names and the one its
+/// status reports (the same once it is provisioned; spec.namespace is
+/// immutable).
+pub fn namespaces_of(ws: &Workspace) -> Vec<&str> {
     let name = ws.meta().name.as_deref().unwrap_or_default();
-    let mut keys = vec![
-        owned_by(&ws.spec.owner),
-        in_namespace(ws.spec.effective_namespace(name)),
-    ];
+    let mut namespaces = vec![ws.spec.effective_namespace(name)];
     if let Some(ns) = ws.status.as_ref().and_then(|s| s.namespace.as_deref()) {
-        let key = in_namespace(ns);
-        if !keys.contains(&key) {
-            keys.push(key);
+        if !namespaces.contains(&ns) {
+            namespaces.push(ns);
         }
     }
-    keys
+    namespaces
+}
+
+/// A Workspace is filed under its owner and its namespaces ([`namespaces_of`]).
+pub fn workspace_keys(ws: &Workspace) -> Vec<String> {
+    std::iter::once(owned_by(&ws.spec.owner))
+        .chain(namespaces_of(ws).into_iter().map(in_namespace))
+        .collect()
 }
 
 /// A member is filed under its namespace, the namespace of its ServiceAccount

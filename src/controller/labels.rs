@@ -69,6 +69,16 @@ pub fn is_operator_key(key: &str) -> bool {
     OPERATOR_KEYS.contains(&key)
 }
 
+/// The longest prefix of `text` that has at most `max` bytes (never cutting a
+/// character in two).
+pub fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,26 +151,13 @@ impl Router {
         }
     }
 
-    /// The namespaces of a Workspace: the one it reports and the one its spec
-    /// names (the same once it is provisioned; spec.namespace is immutable).
-    fn namespaces_of(ws: &Workspace) -> Vec<String> {
-        let name = ws.name_any();
-        let mut namespaces = vec![ws.spec.effective_namespace(&name).to_string()];
-        if let Some(ns) = ws.status.as_ref().and_then(|s| s.namespace.clone()) {
-            if !namespaces.contains(&ns) {
-                namespaces.push(ns);
-            }
-        }
-        namespaces
-    }
-
     /// Members of a workspace, and ServiceAccount members anywhere whose
     /// ServiceAccount lives in it (organization membership of a ServiceAccount
     /// depends on which workspaces its namespace belongs to).
     fn members_of_workspace(&self, ws: &Workspace) {
-        for namespace in Self::namespaces_of(ws) {
-            let inside = self.world.members_in(&namespace);
-            let service_accounts = self.world.members_for_service_accounts_of(&namespace);
+        for namespace in index::namespaces_of(ws) {
+            let inside = self.world.members_in(namespace);
+            let service_accounts = self.world.members_for_service_accounts_of(namespace);
             for m in inside.iter().chain(&service_accounts) {
                 if let Some(ns) = m.meta().namespace.as_deref() {
                     self.member(ns, &m.name_any());

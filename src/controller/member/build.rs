@@ -54,15 +54,6 @@ fn fnv64(text: &str) -> u64 {
     })
 }
 
-/// The longest prefix of `text` that has at most `max` bytes.
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// The part of a binding name that names the role: `developer` for a
 /// built-in role, a readable slug plus a hash of the exact name for a custom
 /// ClusterRole (so `a:b` and `a-b` never share a binding).
@@ -82,7 +73,7 @@ pub fn role_slug(cluster_role: &str) -> String {
             slug.push('-');
         }
     }
-    let slug = truncate(&slug, 40).trim_end_matches('-');
+    let slug = labels::truncate(&slug, 40).trim_end_matches('-');
     let slug = if slug.is_empty() { "custom" } else { slug };
     format!("{slug}-{:08x}", fnv64(cluster_role) >> 32)
 }
@@ -97,7 +88,11 @@ pub fn binding_name(member: &str, cluster_role: &str) -> String {
     if full.len() <= MAX_NAME {
         return full;
     }
-    format!("{}-{:016x}", truncate(&full, MAX_NAME - 17), fnv64(&full))
+    format!(
+        "{}-{:016x}",
+        labels::truncate(&full, MAX_NAME - 17),
+        fnv64(&full)
+    )
 }
 
 /// The value of the `workspaces.dev/member` label: the member's name, or a
@@ -109,7 +104,7 @@ pub fn member_label(member: &str) -> String {
     }
     format!(
         "{}-{:016x}",
-        truncate(member, MAX_LABEL_VALUE - 17),
+        labels::truncate(member, MAX_LABEL_VALUE - 17),
         fnv64(member)
     )
 }
