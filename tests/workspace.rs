@@ -7,8 +7,9 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::objects::{apply, can, organization, wait_gone, wait_ready, workspace};
@@ -671,4 +672,58 @@ async fn namespace_never_inherits_gitops_tracking_labels() {
             "{key}"
         );
     }
+}
+
+#[tokio::test]
+async fn provisioning_records_namespace_created_and_ready_events() {
+    let admin = setup().await;
+    let name = support::unique("evented");
+    let _dump = support::dump_on_failure(&[&name]);
+    apply(
+        &admin,
+        workspace(&name, "User", &format!("{name}@example.com"), json!({})),
+    )
+    .await;
+    wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
+
+    // Workspaces are cluster-scoped: their events live in `default`.
+    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
+    let reasons = support::wait_for("the workspace's events", TIMEOUT, || {
+        let events = events.clone();
+        let name = name.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let mut ours: Vec<(String, String, String)> = list
+                .items
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&name))
+                .map(|e| {
+                    (
+                        e.reason.unwrap_or_default(),
+                        e.type_.unwrap_or_default(),
+                        e.reporting_controller.unwrap_or_default(),
+                    )
+                })
+                .collect();
+            ours.sort();
+            (ours.len() >= 2).then_some(ours)
+        }
+    })
+    .await;
+    assert_eq!(
+        reasons,
+        [
+            (
+                "NamespaceCreated".to_string(),
+                "Normal".to_string(),
+                "workspace-operator".to_string()
+            ),
+            (
+                "Provisioned".to_string(),
+                "Normal".to_string(),
+                "workspace-operator".to_string()
+            ),
+        ],
+        "one event per change, reported by the operator"
+    );
 }
