@@ -29,3 +29,10 @@ N ?= 100
 bench:
 	bash tests/controlplane/build.sh >/dev/null
 	cargo bench --bench perf -- --workspaces $(N) $(BENCH_ARGS)
+
+## The operator's start, idle and memory cost on a cluster already converged:
+## `make bench-warm N=10000` (docs/performance.md, "Warm start").
+.PHONY: bench-warm
+bench-warm:
+	bash tests/controlplane/build.sh >/dev/null
+	cargo bench --bench perf -- --warm-start --workspaces $(N) $(BENCH_ARGS)

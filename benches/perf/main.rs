@@ -30,6 +30,10 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
   --calibration-concurrency Y  concurrency of the calibration client per pool (default 8,
                              the operator's --concurrency per controller)
   --out PATH                 JSON report (default target/bench/perf-<N>.json)
+  --warm-start               instead of the scenarios above: the operator's cost when it
+                             starts on a cluster already converged (seeded by the operator
+                             running as the cluster admin); the way to measure N=10,000
+                             (report: target/bench/warm-<N>.json)
   --keep-logs                copy the audit log and the operator's logs next to the report
   --perf-record              record the operator's CPU profile during the cold converge
                              (perf record, next to the report: perf report -i …)";
@@ -39,6 +43,7 @@ struct Run {
     out: PathBuf,
     keep_logs: bool,
     calibration_only: bool,
+    warm_start: bool,
 }
 
 fn parse() -> Result<Option<Run>, String> {
@@ -58,6 +63,7 @@ fn parse() -> Result<Option<Run>, String> {
     let mut bench = false;
     let mut keep_logs = false;
     let mut calibration_only = false;
+    let mut warm_start = false;
     let mut perf_record = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +84,7 @@ fn parse() -> Result<Option<Run>, String> {
             "--setup-concurrency" => settings.setup_concurrency = value()?.max(1),
             "--calibration-concurrency" => settings.calibration_concurrency = value()?.max(1),
             "--keep-logs" => keep_logs = true,
+            "--warm-start" => warm_start = true,
             "--perf-record" => perf_record = true,
             // Internal: how the harness runs the calibration in a process
             // (and so on a control plane) of its own.
@@ -94,7 +101,8 @@ fn parse() -> Result<Option<Run>, String> {
         return Err("--workspaces must be at least 1".into());
     }
     let out = out.unwrap_or_else(|| {
-        support::repo_root().join(format!("target/bench/perf-{}.json", settings.workspaces))
+        let kind = if warm_start { "warm" } else { "perf" };
+        support::repo_root().join(format!("target/bench/{kind}-{}.json", settings.workspaces))
     });
     if perf_record {
         settings.perf_record = Some(out.with_extension("perf.data"));
@@ -104,6 +112,7 @@ fn parse() -> Result<Option<Run>, String> {
         out,
         keep_logs,
         calibration_only,
+        warm_start,
     }))
 }
 
@@ -113,6 +122,7 @@ fn main() {
         out,
         keep_logs,
         calibration_only,
+        warm_start,
     } = match parse() {
         Ok(Some(run)) => run,
         Ok(None) => {
@@ -135,13 +145,19 @@ fn main() {
         println!("{CALIBRATION}{json}");
         return;
     }
-    settings.calibration = Some(calibrate_separately(&settings));
-    let report = runtime.block_on(scenarios::run(&settings));
-    println!("{}", report.table());
+    let (table, json) = if warm_start {
+        let report = runtime.block_on(scenarios::warm::run(&settings));
+        (report.table(), serde_json::to_string_pretty(&report))
+    } else {
+        settings.calibration = Some(calibrate_separately(&settings));
+        let report = runtime.block_on(scenarios::run(&settings));
+        (report.table(), serde_json::to_string_pretty(&report))
+    };
+    println!("{table}");
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).expect("create the report directory");
     }
-    let json = serde_json::to_string_pretty(&report).expect("report as JSON");
+    let json = json.expect("report as JSON");
     std::fs::write(&out, json + "\n").expect("write the JSON report");
     println!("report written to {}", out.display());
     if keep_logs {

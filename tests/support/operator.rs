@@ -103,11 +103,17 @@ fn free_port() -> u16 {
 }
 
 impl Operator {
-    /// Starts another operator process with `extra` arguments after `run`.
+    /// Starts another operator process with `extra` arguments after `run`,
+    /// as the operator's own ServiceAccount.
     pub fn start(extra: &[&str]) -> Operator {
+        Operator::start_as(&operator_kubeconfig(plane()), extra)
+    }
+
+    /// Starts another operator process with `extra` arguments after `run`,
+    /// authenticating with `kubeconfig`.
+    pub fn start_as(kubeconfig: &std::path::Path, extra: &[&str]) -> Operator {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let plane = plane();
-        let kubeconfig = operator_kubeconfig(plane);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = workdir(plane);
         let log = dir.join(format!("operator-{n}.log"));
@@ -125,7 +131,7 @@ impl Operator {
             .arg("--metrics-addr")
             .arg(&metrics_addr)
             .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,workspace_operator=debug,kube=warn")
             .env("HOSTNAME", format!("operator-{n}"))
             .stdin(Stdio::null())

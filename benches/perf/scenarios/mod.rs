@@ -16,6 +16,7 @@ pub mod fixtures;
 pub mod process;
 pub mod report;
 pub mod tracker;
+pub mod warm;
 
 use std::time::{Duration, Instant};
 

@@ -215,23 +215,7 @@ impl Report {
             format!("{:.2}", c.efficiency),
             c.efficiency >= 0.8,
         );
-        let i = &self.idle.requests;
-        add(
-            "idle writes",
-            "0".into(),
-            format!(
-                "{} (+{} Lease renewals)",
-                i.writes + i.events,
-                i.lease_writes
-            ),
-            i.writes + i.events == 0,
-        );
-        add(
-            "idle GETs and LISTs",
-            "0".into(),
-            format!("{} GET, {} LIST", i.gets, i.lists),
-            i.gets + i.lists == 0,
-        );
+        idle_targets(&self.idle.requests, &mut add);
         let r = &self.restart.requests;
         add(
             "restart writes",
@@ -252,26 +236,13 @@ impl Report {
             format!("{:.0} ms", l.p99_ms),
             l.samples > 0 && l.timeouts == 0 && l.p99_ms <= 250.0,
         );
-        let limit = match self.workspaces {
-            n if n <= 1_000 => Some(32.0),
-            n if n <= 10_000 => Some(96.0),
-            _ => None,
-        };
-        if let Some(limit) = limit {
-            let m = &self.memory;
-            add(
-                "RSS steady",
-                format!("<= {limit:.0} MiB"),
-                format!("{:.1} MiB", m.steady_mib),
-                m.steady_mib <= limit,
-            );
-            add(
-                "RSS peak",
-                format!("<= {limit:.0} MiB"),
-                format!("{:.1} MiB", m.peak_mib.max(m.restart_peak_mib)),
-                m.peak_mib.max(m.restart_peak_mib) <= limit,
-            );
-        }
+        let m = &self.memory;
+        memory_targets(
+            self.workspaces,
+            m.steady_mib,
+            m.peak_mib.max(m.restart_peak_mib),
+            &mut add,
+        );
         self.targets = targets;
     }
 
@@ -279,25 +250,17 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let c = &self.converge;
-        let w = |out: &mut String, k: &str, v: String| {
-            let _ = writeln!(out, "  {k:<44} {v}");
-        };
-        let _ = writeln!(
-            out,
-            "\nworkspace-operator performance: N={} workspaces, M={} members each, {} per organization",
-            self.workspaces, self.members_per_workspace, self.workspaces_per_organization
+        header(
+            &mut out,
+            &format!(
+                "performance: N={} workspaces, M={} members each, {} per organization",
+                self.workspaces, self.members_per_workspace, self.workspaces_per_organization
+            ),
+            &self.machine,
+            &self.operator_binary,
+            &self.operator_commit,
         );
-        let m = &self.machine;
-        let _ = writeln!(
-            out,
-            "machine: {} CPUs ({}), {:.0} GiB, Linux {}; {}",
-            m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.control_plane
-        );
-        let _ = writeln!(
-            out,
-            "operator: {} (built from {})\n",
-            self.operator_binary, self.operator_commit
-        );
+        let w = line;
         let cal = &self.calibration;
         let _ = writeln!(out, "calibration");
         w(
@@ -403,60 +366,9 @@ impl Report {
                 ),
             );
         }
-        let i = &self.idle;
-        let _ = writeln!(out, "idle {:.0} s", i.seconds);
-        w(
-            &mut out,
-            "writes / GET / LIST / watch restarts",
-            format!(
-                "{} / {} / {} / {}",
-                i.requests.writes + i.requests.events,
-                i.requests.gets,
-                i.requests.lists,
-                i.requests.watches
-            ),
-        );
-        w(
-            &mut out,
-            "Lease renewals (writes / reads)",
-            format!("{} / {}", i.requests.lease_writes, i.requests.lease_reads),
-        );
-        w(&mut out, "CPU", format!("{:.2} s", i.cpu_seconds));
-        let r = &self.restart;
+        self.idle.lines(&mut out);
         let _ = writeln!(out, "restart (kill -9, start again)");
-        w(
-            &mut out,
-            "writes",
-            format!("{}", r.requests.writes + r.requests.events),
-        );
-        w(
-            &mut out,
-            "reads",
-            format!(
-                "{} GET, {} LIST",
-                r.requests.gets + r.requests.lease_reads,
-                r.requests.lists
-            ),
-        );
-        w(
-            &mut out,
-            "time to every workspace re-verified",
-            format!(
-                "{:.1} s, of which {:.1} s waiting for the Lease{}",
-                r.seconds_to_reverified,
-                r.seconds_to_leader,
-                if r.reverified { "" } else { " NOT REVERIFIED" }
-            ),
-        );
-        w(
-            &mut out,
-            "CPU",
-            format!(
-                "{:.1} s, {:.2} ms per workspace",
-                r.cpu_seconds,
-                r.cpu_seconds * 1000.0 / self.workspaces.max(1) as f64
-            ),
-        );
+        self.restart.lines(&mut out, self.workspaces);
         let l = &self.latency;
         let _ = writeln!(
             out,
@@ -591,17 +503,146 @@ impl Report {
                 mem.steady_anon_mib, mem.steady_file_mib
             ),
         );
-        let _ = writeln!(out, "\ntargets");
-        for t in &self.targets {
-            let _ = writeln!(
-                out,
-                "  {:<4} {:<38} target {:<18} measured {}",
-                if t.met { "ok" } else { "MISS" },
-                t.name,
-                t.target,
-                t.measured
-            );
-        }
+        targets_table(&mut out, &self.targets);
         out
+    }
+}
+
+/// One `name  value` line of a table.
+pub fn line(out: &mut String, name: &str, value: String) {
+    let _ = writeln!(out, "  {name:<44} {value}");
+}
+
+/// The title, the machine and the operator binary.
+pub fn header(out: &mut String, title: &str, m: &Machine, binary: &str, commit: &str) {
+    let _ = writeln!(out, "\nworkspace-operator {title}");
+    let _ = writeln!(
+        out,
+        "machine: {} CPUs ({}), {:.0} GiB, Linux {}; {}",
+        m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.control_plane
+    );
+    let _ = writeln!(out, "operator: {binary} (built from {commit})\n");
+}
+
+/// The judged targets.
+pub fn targets_table(out: &mut String, targets: &[Target]) {
+    let _ = writeln!(out, "\ntargets");
+    for t in targets {
+        let _ = writeln!(
+            out,
+            "  {:<4} {:<38} target {:<18} measured {}",
+            if t.met { "ok" } else { "MISS" },
+            t.name,
+            t.target,
+            t.measured
+        );
+    }
+}
+
+/// Zero writes and zero reads while idle.
+pub fn idle_targets(i: &Requests, add: &mut impl FnMut(&str, String, String, bool)) {
+    add(
+        "idle writes",
+        "0".into(),
+        format!(
+            "{} (+{} Lease renewals)",
+            i.writes + i.events,
+            i.lease_writes
+        ),
+        i.writes + i.events == 0,
+    );
+    add(
+        "idle GETs and LISTs",
+        "0".into(),
+        format!("{} GET, {} LIST", i.gets, i.lists),
+        i.gets + i.lists == 0,
+    );
+}
+
+/// The resident-set targets for `workspaces` (none above 10,000).
+pub fn memory_targets(
+    workspaces: usize,
+    steady_mib: f64,
+    peak_mib: f64,
+    add: &mut impl FnMut(&str, String, String, bool),
+) {
+    let limit = match workspaces {
+        n if n <= 1_000 => 32.0,
+        n if n <= 10_000 => 96.0,
+        _ => return,
+    };
+    add(
+        "RSS steady",
+        format!("<= {limit:.0} MiB"),
+        format!("{steady_mib:.1} MiB"),
+        steady_mib <= limit,
+    );
+    add(
+        "RSS peak",
+        format!("<= {limit:.0} MiB"),
+        format!("{peak_mib:.1} MiB"),
+        peak_mib <= limit,
+    );
+}
+
+impl Idle {
+    /// Writes, reads and CPU while idle.
+    pub fn lines(&self, out: &mut String) {
+        let _ = writeln!(out, "idle {:.0} s", self.seconds);
+        let r = &self.requests;
+        line(
+            out,
+            "writes / GET / LIST / watch restarts",
+            format!(
+                "{} / {} / {} / {}",
+                r.writes + r.events,
+                r.gets,
+                r.lists,
+                r.watches
+            ),
+        );
+        line(
+            out,
+            "Lease renewals (writes / reads)",
+            format!("{} / {}", r.lease_writes, r.lease_reads),
+        );
+        line(out, "CPU", format!("{:.2} s", self.cpu_seconds));
+    }
+}
+
+impl Restart {
+    /// Writes, reads, time to re-verified and CPU of a start on a
+    /// converged cluster.
+    pub fn lines(&self, out: &mut String, workspaces: usize) {
+        let r = &self.requests;
+        line(out, "writes", format!("{}", r.writes + r.events));
+        line(
+            out,
+            "reads",
+            format!("{} GET, {} LIST", r.gets + r.lease_reads, r.lists),
+        );
+        line(
+            out,
+            "time to every workspace re-verified",
+            format!(
+                "{:.1} s, of which {:.1} s waiting for the Lease{}",
+                self.seconds_to_reverified,
+                self.seconds_to_leader,
+                if self.reverified {
+                    ""
+                } else {
+                    " NOT REVERIFIED"
+                }
+            ),
+        );
+        line(
+            out,
+            "CPU",
+            format!(
+                "{:.1} s, {:.2} ms per workspace",
+                self.cpu_seconds,
+                self.cpu_seconds * 1000.0 / workspaces.max(1) as f64
+            ),
+        );
     }
 }

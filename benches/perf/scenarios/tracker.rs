@@ -61,6 +61,11 @@ impl State {
             .count()
     }
 
+    /// How many Workspaces and WorkspaceMembers exist.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.workspaces.len(), self.members.len())
+    }
+
     /// How many members in namespaces starting with `prefix` are Ready.
     pub fn members_ready(&self, prefix: &str) -> usize {
         self.members
