@@ -7,7 +7,7 @@
 //! them makes the operator's CPU grow with the square of the number of
 //! workspaces; an index makes each lookup cost what it returns.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use kube::Resource;
@@ -18,8 +18,10 @@ use crate::api::{AccountRef, SubjectKind, Workspace, WorkspaceMember};
 /// The keys an object is filed under.
 pub type KeyFn<K> = fn(&K) -> Vec<String>;
 
-/// `(namespace, name)` of a cached object, ordered so lookups are deterministic.
-type Slot = (Option<String>, String);
+/// `(namespace, name)` of a cached object, ordered so lookups are
+/// deterministic. Boxed strings: an index holds one or more per cached
+/// object, and most keys file one to three objects.
+type Slot = (Option<Box<str>>, Box<str>);
 
 /// Names of cached objects by key. Cloning shares the same index.
 pub struct Index<K> {
@@ -36,18 +38,23 @@ impl<K> Clone for Index<K> {
     }
 }
 
+/// The slots filed under each key (sorted, no duplicates: a sorted vector
+/// costs a fraction of a B-tree node for the few slots most keys hold), and
+/// the keys of each slot (to refile or forget it).
 #[derive(Default)]
 struct Inner {
-    by_key: HashMap<String, BTreeSet<Slot>>,
-    keys_of: HashMap<Slot, Vec<String>>,
+    by_key: HashMap<Box<str>, Vec<Slot>>,
+    keys_of: HashMap<Slot, Box<[Box<str>]>>,
 }
 
 impl Inner {
     fn remove(&mut self, slot: &Slot) {
         for key in self.keys_of.remove(slot).unwrap_or_default() {
-            if let Some(set) = self.by_key.get_mut(&key) {
-                set.remove(slot);
-                if set.is_empty() {
+            if let Some(slots) = self.by_key.get_mut(&key) {
+                if let Ok(at) = slots.binary_search(slot) {
+                    slots.remove(at);
+                }
+                if slots.is_empty() {
                     self.by_key.remove(&key);
                 }
             }
@@ -59,11 +66,12 @@ impl Inner {
         if keys.is_empty() {
             return;
         }
+        let keys: Box<[Box<str>]> = keys.into_iter().map(String::into_boxed_str).collect();
         for key in &keys {
-            self.by_key
-                .entry(key.clone())
-                .or_default()
-                .insert(slot.clone());
+            let slots = self.by_key.entry(key.clone()).or_default();
+            if let Err(at) = slots.binary_search(&slot) {
+                slots.insert(at, slot.clone());
+            }
         }
         self.keys_of.insert(slot, keys);
     }
@@ -72,8 +80,8 @@ impl Inner {
 fn slot<K: Resource>(obj: &K) -> Slot {
     let meta = obj.meta();
     (
-        meta.namespace.clone(),
-        meta.name.clone().unwrap_or_default(),
+        meta.namespace.as_deref().map(Box::from),
+        Box::from(meta.name.as_deref().unwrap_or_default()),
     )
 }
 
@@ -118,7 +126,7 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .by_key
             .get(key)
-            .map(|set| set.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default();
         slots
             .into_iter()
