@@ -953,3 +953,74 @@ async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_c
     );
     assert_bindings_match_members(&admin, &ws).await;
 }
+
+#[tokio::test]
+async fn a_member_created_with_its_workspace_reports_only_its_grant() {
+    // A member whose workspace is still being provisioned waits for it
+    // instead of reporting WorkspaceNotReady first: its first status is its
+    // grant, and it is the only one.
+    let admin = setup().await;
+    let name = support::unique("together");
+    let owner = format!("owner-{name}@example.com");
+    // A cluster admin prepared the namespace for adoption, so the member can
+    // be created before the operator has provisioned anything.
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": name, "annotations": {"workspaces.dev/adopt": name}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // Every Ready reason the member reports, in order, from a watch.
+    let api: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &name);
+    let reasons = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watching = {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let reasons = reasons.clone();
+        let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(m)) = stream.next().await {
+                let reason = m
+                    .status
+                    .as_ref()
+                    .and_then(|s| ready_of(&s.conditions))
+                    .map(|c| c.reason.clone());
+                if let Some(reason) = reason {
+                    let mut seen = reasons.lock().unwrap();
+                    if seen.last() != Some(&reason) {
+                        seen.push(reason);
+                    }
+                }
+            }
+        })
+    };
+
+    apply(&admin, workspace(&name, "User", &owner, json!({}))).await;
+    apply(
+        &admin,
+        member(&name, "jo", user("jo@example.com"), "Viewer"),
+    )
+    .await;
+    wait_active(&admin, &name, "jo").await;
+    wait_workspace(&admin, &name).await;
+    // The watch has seen the Active status too before we look.
+    support::wait_for("the watch to see the member's grant", TIMEOUT, || {
+        let reasons = reasons.clone();
+        async move {
+            let seen = reasons.lock().unwrap();
+            seen.contains(&"Provisioned".to_string()).then_some(())
+        }
+    })
+    .await;
+    watching.abort();
+    assert_eq!(
+        *reasons.lock().unwrap(),
+        ["Provisioned"],
+        "the member reported something before its grant"
+    );
+}

@@ -33,6 +33,17 @@ pub const ADOPTED: &str = "workspaces.dev/adopted";
 /// Label on a RoleBinding: which access it grants (`owner` or `member`).
 pub const ACCESS: &str = "workspaces.dev/access";
 
+/// Whether `namespace` carries [`WORKSPACE_UID`] = `uid`: the proof that the
+/// Workspace with that UID holds it. A missing UID proves nothing.
+pub fn carries_uid<K: kube::Resource>(namespace: &K, uid: Option<&str>) -> bool {
+    let held_by = namespace
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(WORKSPACE_UID));
+    uid.is_some_and(|uid| held_by.is_some_and(|h| h == uid))
+}
+
 /// Finalizer that lets the operator clean up before a Workspace goes away.
 pub const FINALIZER: &str = "workspaces.dev/cleanup";
 
@@ -101,5 +112,18 @@ mod tests {
         assert!(!is_operator_key(ADOPT));
         assert!(!is_operator_key("argocd.argoproj.io/instance"));
         assert!(!is_operator_key("workspaces.dev/someone-elses"));
+    }
+
+    #[test]
+    fn only_the_matching_uid_proves_a_namespace_is_held() {
+        use k8s_openapi::api::core::v1::Namespace;
+        let mut ns = Namespace::default();
+        assert!(!carries_uid(&ns, Some("u1")), "no annotation");
+        ns.metadata.annotations = Some([(WORKSPACE_UID.to_string(), "u1".to_string())].into());
+        assert!(carries_uid(&ns, Some("u1")));
+        assert!(!carries_uid(&ns, Some("u2")), "someone else's UID");
+        assert!(!carries_uid(&ns, None), "a Workspace without a UID");
+        ns.metadata.annotations = Some([(WORKSPACE_UID.to_string(), String::new())].into());
+        assert!(!carries_uid(&ns, None), "an empty annotation");
     }
 }

@@ -128,9 +128,9 @@ pub fn workspace_of<'a>(
     meta: Option<&PartialObjectMeta<Namespace>>,
     workspaces: &'a [Arc<Workspace>],
 ) -> Option<&'a Arc<Workspace>> {
-    let uid = meta?.annotations().get(labels::WORKSPACE_UID)?;
+    let meta = meta?;
     workspaces.iter().find(|ws| {
-        ws.uid().as_ref() == Some(uid)
+        labels::carries_uid(meta, ws.uid().as_deref())
             && (namespace_of(ws) == namespace
                 || ws.spec.effective_namespace(&ws.name_any()) == namespace)
     })

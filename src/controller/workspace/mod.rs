@@ -201,13 +201,10 @@ fn active_members(
 fn holds_namespace(ctx: &Context, ws: &Workspace) -> bool {
     let name = ws.name_any();
     let ns = ws.spec.effective_namespace(&name);
-    let uid = ws.uid();
     ctx.world
         .namespaces
         .get(&ObjectRef::new(ns))
-        .is_some_and(|n| {
-            uid.is_some() && n.annotations().get(labels::WORKSPACE_UID) == uid.as_ref()
-        })
+        .is_some_and(|n| labels::carries_uid(&*n, ws.uid().as_deref()))
 }
 
 /// Adds the cleanup finalizer; `false` when the Workspace no longer exists.
@@ -394,12 +391,15 @@ fn refused_by_confinement(err: &kube::Error) -> bool {
 /// go ahead; a refusal is retried like any failed write.
 async fn namespace_seen(ctx: &Context, desired: &Namespace) {
     let name = desired.name_any();
-    let want = desired.annotations().get(labels::WORKSPACE_UID);
+    let want = desired
+        .annotations()
+        .get(labels::WORKSPACE_UID)
+        .map(String::as_str);
     let seen = || {
         ctx.world
             .namespaces
             .get(&ObjectRef::new(&name))
-            .is_some_and(|ns| ns.annotations().get(labels::WORKSPACE_UID) == want)
+            .is_some_and(|ns| labels::carries_uid(&*ns, want))
     };
     let deadline = tokio::time::Instant::now() + NAMESPACE_SEEN_TIMEOUT;
     while !seen() && tokio::time::Instant::now() < deadline {
@@ -679,9 +679,9 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         .get_metadata_opt(&ns_name)
         .await
         .map_err(Error::Read)?;
-    let ours = namespace.as_ref().filter(|ns| {
-        ws.uid().is_some() && ns.annotations().get(labels::WORKSPACE_UID) == ws.uid().as_ref()
-    });
+    let ours = namespace
+        .as_ref()
+        .filter(|ns| labels::carries_uid(*ns, ws.uid().as_deref()));
 
     if let Some(ns) = ours {
         let adopted = ns
