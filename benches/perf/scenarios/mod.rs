@@ -28,7 +28,9 @@ use workspace_operator::api::{Workspace, WorkspaceMember};
 use self::audit::Requests;
 use self::fixtures::Population;
 use self::process::{Proc, settle, wait_counters};
-use self::report::{Change, Report, minimum_population_writes, percentile};
+use self::report::{
+    About, Change, Idle, Report, Restart, Steady, minimum_population_writes, percentile,
+};
 use self::tracker::Tracker;
 use crate::support::operator::{OPERATOR_USER, Operator};
 use crate::support::{self, ControlPlane};
@@ -99,6 +101,92 @@ fn population_of(settings: &Settings, prefix: &'static str) -> Population {
     }
 }
 
+/// What this run is, on this machine, with this operator binary.
+fn about(settings: &Settings) -> About {
+    About {
+        workspaces: settings.workspaces,
+        members_per_workspace: settings.members,
+        workspaces_per_organization: settings.per_organization,
+        operator_binary: env!("CARGO_BIN_EXE_workspace-operator").to_string(),
+        operator_commit: commit(),
+        machine: process::machine(),
+    }
+}
+
+/// The untimed setup: the admin creates `population` with the operator
+/// stopped and waits until the controller-manager is done with its
+/// namespaces; returns the tracker watching it and the seconds it took.
+async fn set_up(admin: &Client, population: &Population, settings: &Settings) -> (Tracker, f64) {
+    let (n, m) = (population.workspaces, population.members);
+    eprintln!("perf: creating {n} workspaces with {m} members each (operator stopped)");
+    let started = Instant::now();
+    population.create(admin, settings.setup_concurrency).await;
+    fixtures::wait_namespaces_settled(admin, settings.timeout()).await;
+    let tracker = Tracker::start(admin).await;
+    (tracker, started.elapsed().as_secs_f64())
+}
+
+/// Leaves the operator `idle` and returns its requests and CPU in that
+/// time, and its memory at the end.
+async fn watch_idle(
+    plane: &ControlPlane,
+    admin: &Client,
+    op: Proc,
+    idle: Duration,
+) -> (Idle, Steady) {
+    eprintln!("perf: idle for {idle:?}");
+    let mark = plane.audit_mark();
+    let cpu = op.cpu_seconds();
+    tokio::time::sleep(idle).await;
+    let rss_mib = op.rss_mib();
+    let (steady_anon_mib, steady_file_mib) = op.rss_parts_mib();
+    let idle = Idle {
+        seconds: idle.as_secs_f64(),
+        requests: requests_since(plane, mark),
+        cpu_seconds: op.cpu_seconds() - cpu,
+        rss_mib,
+    };
+    let steady = Steady {
+        steady_mib: rss_mib,
+        steady_anon_mib,
+        steady_file_mib,
+        cached_json_mib: process::cached_json_bytes(admin).await as f64 / 1024.0 / 1024.0,
+    };
+    (idle, steady)
+}
+
+/// Starts the operator, with its own identity, on a converged cluster and
+/// measures the start: until it holds the Lease, until it has reconciled
+/// once every Workspace and member the tracker knows, and its requests, CPU
+/// and peak memory until it is quiet.
+async fn start_on_converged(
+    plane: &ControlPlane,
+    tracker: &Tracker,
+    timeout: Duration,
+) -> (Operator, Proc, Restart) {
+    let (workspaces, members) = tracker.with(|s| s.counts());
+    let mark = plane.audit_mark();
+    let started = Instant::now();
+    let op = block_in_place(|| Operator::start(&[]));
+    let proc_ = Proc(op.pid());
+    let leader = wait_counters(&op, timeout, |c| c.leader).await;
+    let reverified = wait_counters(&op, timeout, |c| {
+        c.workspace_reconciles >= workspaces as f64 && c.member_reconciles >= members as f64
+    })
+    .await;
+    let seconds_to_reverified = started.elapsed().as_secs_f64();
+    settle(&op, QUIET, timeout).await;
+    let start = Restart {
+        reverified: reverified.is_some(),
+        seconds_to_leader: leader.unwrap_or_default().as_secs_f64(),
+        seconds_to_reverified,
+        requests: requests_since(plane, mark),
+        cpu_seconds: proc_.cpu_seconds(),
+        rss_peak_mib: proc_.hwm_mib(),
+    };
+    (op, proc_, start)
+}
+
 /// Measures R alone, on this process's control plane, with the very
 /// population [`run`] converges (so on an identical cluster when this runs in
 /// a process of its own).
@@ -124,21 +212,11 @@ pub async fn run(settings: &Settings) -> Report {
     let timeout = settings.timeout();
     let population = population_of(settings, "ws");
     let mut report = Report {
-        workspaces: n,
-        members_per_workspace: m,
-        workspaces_per_organization: settings.per_organization,
-        operator_binary: env!("CARGO_BIN_EXE_workspace-operator").to_string(),
-        operator_commit: commit(),
-        machine: process::machine(),
+        about: about(settings),
         ..Report::default()
     };
-
-    eprintln!("perf: creating {n} workspaces with {m} members each (operator stopped)");
-    let started = Instant::now();
-    population.create(&admin, settings.setup_concurrency).await;
-    fixtures::wait_namespaces_settled(&admin, timeout).await;
-    let tracker = Tracker::start(&admin).await;
-    report.setup_seconds = started.elapsed().as_secs_f64();
+    let tracker;
+    (tracker, report.setup_seconds) = set_up(&admin, &population, settings).await;
 
     eprintln!("perf: cold converge");
     let names = population.workspace_names();
@@ -155,7 +233,7 @@ pub async fn run(settings: &Settings) -> Report {
     let prefix = format!("{}-", population.prefix);
     let done = tracker
         .wait_until(timeout, Duration::from_millis(200), |s| {
-            s.converged(&names, m) == n && s.members_ready(&prefix) == n * m
+            s.all_ready(&names, m, &prefix)
         })
         .await;
     let settled = settle(&first, QUIET, timeout).await.unwrap_or_default();
@@ -187,18 +265,8 @@ pub async fn run(settings: &Settings) -> Report {
     c.read_waits = process::read_waits(&apf_before, &apf_after);
     report.memory.peak_mib = first_proc.hwm_mib();
 
-    eprintln!("perf: idle for {:?}", settings.idle);
-    let mark = plane.audit_mark();
-    let cpu = first_proc.cpu_seconds();
-    tokio::time::sleep(settings.idle).await;
-    report.idle.seconds = settings.idle.as_secs_f64();
-    report.idle.requests = requests_since(plane, mark);
-    report.idle.cpu_seconds = first_proc.cpu_seconds() - cpu;
-    report.idle.rss_mib = first_proc.rss_mib();
-    report.memory.steady_mib = report.idle.rss_mib;
-    (report.memory.steady_anon_mib, report.memory.steady_file_mib) = first_proc.rss_parts_mib();
-    report.memory.cached_json_mib =
-        process::cached_json_bytes(&admin).await as f64 / 1024.0 / 1024.0;
+    (report.idle, report.memory.steady) =
+        watch_idle(plane, &admin, first_proc, settings.idle).await;
     report.memory.peak_mib = report.memory.peak_mib.max(first_proc.hwm_mib());
 
     eprintln!("perf: kill -9 and restart");
@@ -207,24 +275,9 @@ pub async fn run(settings: &Settings) -> Report {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(first);
-    let mark = plane.audit_mark();
-    let started = Instant::now();
-    let second = block_in_place(|| Operator::start(&[]));
-    let second_proc = Proc(second.pid());
-    let leader = wait_counters(&second, timeout, |c| c.leader).await;
-    let reverified = wait_counters(&second, timeout, |c| {
-        c.workspace_reconciles >= n as f64 && c.member_reconciles >= (n * m) as f64
-    })
-    .await;
-    let r = &mut report.restart;
-    r.reverified = reverified.is_some();
-    r.seconds_to_leader = leader.unwrap_or_default().as_secs_f64();
-    r.seconds_to_reverified = started.elapsed().as_secs_f64();
-    settle(&second, QUIET, timeout).await;
-    r.requests = requests_since(plane, mark);
-    r.cpu_seconds = second_proc.cpu_seconds();
-    r.rss_peak_mib = second_proc.hwm_mib();
-    report.memory.restart_peak_mib = r.rss_peak_mib;
+    let (second, second_proc, restart) = start_on_converged(plane, &tracker, timeout).await;
+    report.restart = restart;
+    report.memory.restart_peak_mib = report.restart.rss_peak_mib;
 
     eprintln!(
         "perf: apply-to-Ready latency, {} creates",

@@ -12,13 +12,8 @@ use super::process::{Apf, Machine, ReadWait};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
-    pub workspaces: usize,
-    pub members_per_workspace: usize,
-    pub workspaces_per_organization: usize,
-    pub operator_binary: String,
-    /// `git describe` of the tree the operator was built from.
-    pub operator_commit: String,
-    pub machine: Machine,
+    #[serde(flatten)]
+    pub about: About,
     pub setup_seconds: f64,
     pub converge: Converge,
     pub idle: Idle,
@@ -28,6 +23,40 @@ pub struct Report {
     pub memory: Memory,
     pub calibration: Calibration,
     pub targets: Vec<Target>,
+}
+
+/// What ran, and on what: the head of every report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct About {
+    pub workspaces: usize,
+    pub members_per_workspace: usize,
+    pub workspaces_per_organization: usize,
+    pub operator_binary: String,
+    /// `git describe` of the tree the operator was built from.
+    pub operator_commit: String,
+    pub machine: Machine,
+}
+
+impl About {
+    /// The title (`what` at N, M, P), the machine and the operator binary.
+    pub fn header(&self, out: &mut String, what: &str) {
+        let _ = writeln!(
+            out,
+            "\nworkspace-operator {what}: N={} workspaces, M={} members each, {} per organization",
+            self.workspaces, self.members_per_workspace, self.workspaces_per_organization
+        );
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "machine: {} CPUs ({}), {:.0} GiB, Linux {}; {}",
+            m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.control_plane
+        );
+        let _ = writeln!(
+            out,
+            "operator: {} (built from {})\n",
+            self.operator_binary, self.operator_commit
+        );
+    }
 }
 
 /// The design's minimum of object writes for one workspace with `members`
@@ -144,22 +173,46 @@ pub struct Churn {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Memory {
-    /// Resident set after the idle period (the converged operator).
-    pub steady_mib: f64,
-    /// The steady resident set's anonymous part (heap) and file-backed part
-    /// (the binary's pages).
-    pub steady_anon_mib: f64,
-    pub steady_file_mib: f64,
+    #[serde(flatten)]
+    pub steady: Steady,
     /// Highest resident set of the first process (cold converge), and of the
     /// restarted one.
     pub peak_mib: f64,
     pub restart_peak_mib: f64,
     /// Resident set of the restarted process at the end of the run.
     pub end_mib: f64,
+}
+
+/// The converged operator's memory, after the idle period.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Steady {
+    /// Resident set.
+    pub steady_mib: f64,
+    /// Its anonymous part (heap) and file-backed part (the binary's pages).
+    pub steady_anon_mib: f64,
+    pub steady_file_mib: f64,
     /// The size, as JSON without `managedFields`, of everything the
-    /// operator caches (at the end of idle): what its caches hold, whatever
-    /// the representation.
+    /// operator caches: what its caches hold, whatever the representation.
     pub cached_json_mib: f64,
+}
+
+impl Steady {
+    /// What the operator caches, and the steady resident set's parts.
+    pub fn lines(&self, out: &mut String) {
+        line(
+            out,
+            "what it caches, as JSON",
+            format!("{:.1} MiB", self.cached_json_mib),
+        );
+        line(
+            out,
+            "steady: anonymous (heap) / file (binary)",
+            format!(
+                "{:.1} / {:.1} MiB",
+                self.steady_anon_mib, self.steady_file_mib
+            ),
+        );
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -184,82 +237,58 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 impl Report {
     /// Judges the run against the targets of issue 7.
     pub fn judge(&mut self) {
-        let mut targets = Vec::new();
-        let mut add = |name: &str, target: String, measured: String, met: bool| {
-            targets.push(Target {
-                name: name.to_string(),
-                target,
-                measured,
-                met,
-            })
-        };
+        let mut targets = Targets::default();
         let c = &self.converge;
-        add(
+        targets.add(
             "all Ready (cold converge)",
-            format!("{} workspaces", self.workspaces),
+            format!("{} workspaces", self.about.workspaces),
             format!(
                 "{} workspaces, {} members",
                 c.workspaces_ready, c.members_ready
             ),
             c.converged,
         );
-        add(
+        targets.add(
             "writes per workspace (cold converge)",
             format!("= {:.2} (minimum)", c.minimum_writes_per_workspace),
             format!("{:.2}", c.writes_per_workspace),
             c.writes_per_workspace <= c.minimum_writes_per_workspace + 0.005,
         );
-        add(
+        targets.add(
             "converge efficiency",
             ">= 0.80".into(),
             format!("{:.2}", c.efficiency),
             c.efficiency >= 0.8,
         );
-        idle_targets(&self.idle.requests, &mut add);
-        let r = &self.restart.requests;
-        add(
-            "restart writes",
-            "0".into(),
-            format!("{}", r.writes + r.events),
-            self.restart.reverified && r.writes + r.events == 0,
-        );
+        targets.idle(&self.idle.requests);
+        targets.start("restart writes", &self.restart);
         let l = &self.latency;
-        add(
+        targets.add(
             "apply-to-Ready p50",
             "<= 50 ms".into(),
             format!("{:.0} ms", l.p50_ms),
             l.samples > 0 && l.timeouts == 0 && l.p50_ms <= 50.0,
         );
-        add(
+        targets.add(
             "apply-to-Ready p99",
             "<= 250 ms".into(),
             format!("{:.0} ms", l.p99_ms),
             l.samples > 0 && l.timeouts == 0 && l.p99_ms <= 250.0,
         );
         let m = &self.memory;
-        memory_targets(
-            self.workspaces,
-            m.steady_mib,
+        targets.memory(
+            self.about.workspaces,
+            m.steady.steady_mib,
             m.peak_mib.max(m.restart_peak_mib),
-            &mut add,
         );
-        self.targets = targets;
+        self.targets = targets.0;
     }
 
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let c = &self.converge;
-        header(
-            &mut out,
-            &format!(
-                "performance: N={} workspaces, M={} members each, {} per organization",
-                self.workspaces, self.members_per_workspace, self.workspaces_per_organization
-            ),
-            &self.machine,
-            &self.operator_binary,
-            &self.operator_commit,
-        );
+        self.about.header(&mut out, "performance");
         let w = line;
         let cal = &self.calibration;
         let _ = writeln!(out, "calibration");
@@ -310,7 +339,7 @@ impl Report {
                 "{:.2} (minimum {:.2}): {}",
                 c.writes_per_workspace,
                 c.minimum_writes_per_workspace,
-                c.requests.describe_per(self.workspaces)
+                c.requests.describe_per(self.about.workspaces)
             ),
         );
         w(
@@ -368,7 +397,7 @@ impl Report {
         }
         self.idle.lines(&mut out);
         let _ = writeln!(out, "restart (kill -9, start again)");
-        self.restart.lines(&mut out, self.workspaces);
+        self.restart.lines(&mut out, self.about.workspaces);
         let l = &self.latency;
         let _ = writeln!(
             out,
@@ -484,25 +513,13 @@ impl Report {
         let _ = writeln!(out, "memory (operator RSS)");
         w(
             &mut out,
-            "what it caches, as JSON",
-            format!("{:.1} MiB", mem.cached_json_mib),
-        );
-        w(
-            &mut out,
             "steady / peak / restart peak / end",
             format!(
                 "{:.1} / {:.1} / {:.1} / {:.1} MiB",
-                mem.steady_mib, mem.peak_mib, mem.restart_peak_mib, mem.end_mib
+                mem.steady.steady_mib, mem.peak_mib, mem.restart_peak_mib, mem.end_mib
             ),
         );
-        w(
-            &mut out,
-            "steady: anonymous (heap) / file (binary)",
-            format!(
-                "{:.1} / {:.1} MiB",
-                mem.steady_anon_mib, mem.steady_file_mib
-            ),
-        );
+        mem.steady.lines(&mut out);
         targets_table(&mut out, &self.targets);
         out
     }
@@ -511,17 +528,6 @@ impl Report {
 /// One `name  value` line of a table.
 pub fn line(out: &mut String, name: &str, value: String) {
     let _ = writeln!(out, "  {name:<44} {value}");
-}
-
-/// The title, the machine and the operator binary.
-pub fn header(out: &mut String, title: &str, m: &Machine, binary: &str, commit: &str) {
-    let _ = writeln!(out, "\nworkspace-operator {title}");
-    let _ = writeln!(
-        out,
-        "machine: {} CPUs ({}), {:.0} GiB, Linux {}; {}",
-        m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.control_plane
-    );
-    let _ = writeln!(out, "operator: {binary} (built from {commit})\n");
 }
 
 /// The judged targets.
@@ -539,50 +545,72 @@ pub fn targets_table(out: &mut String, targets: &[Target]) {
     }
 }
 
-/// Zero writes and zero reads while idle.
-pub fn idle_targets(i: &Requests, add: &mut impl FnMut(&str, String, String, bool)) {
-    add(
-        "idle writes",
-        "0".into(),
-        format!(
-            "{} (+{} Lease renewals)",
-            i.writes + i.events,
-            i.lease_writes
-        ),
-        i.writes + i.events == 0,
-    );
-    add(
-        "idle GETs and LISTs",
-        "0".into(),
-        format!("{} GET, {} LIST", i.gets, i.lists),
-        i.gets + i.lists == 0,
-    );
-}
+/// The targets a run is judged against, as they are added.
+#[derive(Default)]
+pub struct Targets(pub Vec<Target>);
 
-/// The resident-set targets for `workspaces` (none above 10,000).
-pub fn memory_targets(
-    workspaces: usize,
-    steady_mib: f64,
-    peak_mib: f64,
-    add: &mut impl FnMut(&str, String, String, bool),
-) {
-    let limit = match workspaces {
-        n if n <= 1_000 => 32.0,
-        n if n <= 10_000 => 96.0,
-        _ => return,
-    };
-    add(
-        "RSS steady",
-        format!("<= {limit:.0} MiB"),
-        format!("{steady_mib:.1} MiB"),
-        steady_mib <= limit,
-    );
-    add(
-        "RSS peak",
-        format!("<= {limit:.0} MiB"),
-        format!("{peak_mib:.1} MiB"),
-        peak_mib <= limit,
-    );
+impl Targets {
+    pub fn add(&mut self, name: &str, target: String, measured: String, met: bool) {
+        self.0.push(Target {
+            name: name.to_string(),
+            target,
+            measured,
+            met,
+        });
+    }
+
+    /// Zero writes and zero reads while idle.
+    pub fn idle(&mut self, i: &Requests) {
+        self.add(
+            "idle writes",
+            "0".into(),
+            format!(
+                "{} (+{} Lease renewals)",
+                i.writes + i.events,
+                i.lease_writes
+            ),
+            i.writes + i.events == 0,
+        );
+        self.add(
+            "idle GETs and LISTs",
+            "0".into(),
+            format!("{} GET, {} LIST", i.gets, i.lists),
+            i.gets + i.lists == 0,
+        );
+    }
+
+    /// Zero writes by an operator starting on a converged cluster, which
+    /// re-verified everything.
+    pub fn start(&mut self, name: &str, start: &Restart) {
+        let r = &start.requests;
+        self.add(
+            name,
+            "0".into(),
+            format!("{}", r.writes + r.events),
+            start.reverified && r.writes + r.events == 0,
+        );
+    }
+
+    /// The resident-set targets for `workspaces` (none above 10,000).
+    pub fn memory(&mut self, workspaces: usize, steady_mib: f64, peak_mib: f64) {
+        let limit = match workspaces {
+            n if n <= 1_000 => 32.0,
+            n if n <= 10_000 => 96.0,
+            _ => return,
+        };
+        self.add(
+            "RSS steady",
+            format!("<= {limit:.0} MiB"),
+            format!("{steady_mib:.1} MiB"),
+            steady_mib <= limit,
+        );
+        self.add(
+            "RSS peak",
+            format!("<= {limit:.0} MiB"),
+            format!("{peak_mib:.1} MiB"),
+            peak_mib <= limit,
+        );
+    }
 }
 
 impl Idle {

@@ -61,6 +61,13 @@ impl State {
             .count()
     }
 
+    /// Whether every one of `names` is Ready with `members` active members,
+    /// and every member in namespaces starting with `prefix` is Ready.
+    pub fn all_ready(&self, names: &[String], members: usize, prefix: &str) -> bool {
+        self.converged(names, members) == names.len()
+            && self.members_ready(prefix) == names.len() * members
+    }
+
     /// How many Workspaces and WorkspaceMembers exist.
     pub fn counts(&self) -> (usize, usize) {
         (self.workspaces.len(), self.members.len())

@@ -25,22 +25,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::task::block_in_place;
 
-use super::fixtures;
-use super::process::{self, Machine, Proc, settle, wait_counters};
-use super::report::{self, Idle, Restart, Target};
-use super::tracker::Tracker;
-use super::{QUIET, Settings, commit, population_of, requests_since};
+use super::process::settle;
+use super::report::{self, About, Idle, Restart, Steady, Target, Targets};
+use super::{QUIET, Settings, about, population_of, set_up, start_on_converged, watch_idle};
 use crate::support;
 use crate::support::operator::Operator;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct WarmReport {
-    pub workspaces: usize,
-    pub members_per_workspace: usize,
-    pub workspaces_per_organization: usize,
-    pub operator_binary: String,
-    pub operator_commit: String,
-    pub machine: Machine,
+    #[serde(flatten)]
+    pub about: About,
     pub setup_seconds: f64,
     /// Whether the operator, run as the cluster admin, brought every
     /// workspace and member to Ready, and how long it took (not a figure of
@@ -50,15 +44,10 @@ pub struct WarmReport {
     /// The operator, with its own identity, started on the converged cluster.
     pub start: Restart,
     pub idle: Idle,
-    /// Resident set after the idle period, and its anonymous (heap) and
-    /// file-backed parts; the peak since the start.
-    pub steady_mib: f64,
-    pub steady_anon_mib: f64,
-    pub steady_file_mib: f64,
+    /// Memory after the idle period, and the peak since the start.
+    #[serde(flatten)]
+    pub steady: Steady,
     pub peak_mib: f64,
-    /// The size, as JSON without `managedFields`, of everything the
-    /// operator caches.
-    pub cached_json_mib: f64,
     pub targets: Vec<Target>,
 }
 
@@ -66,26 +55,15 @@ pub struct WarmReport {
 pub async fn run(settings: &Settings) -> WarmReport {
     let plane = block_in_place(support::plane);
     let admin = plane.admin().await;
-    let n = settings.workspaces;
     let m = settings.members;
     let timeout = settings.timeout();
     let population = population_of(settings, "warm");
     let mut report = WarmReport {
-        workspaces: n,
-        members_per_workspace: m,
-        workspaces_per_organization: settings.per_organization,
-        operator_binary: env!("CARGO_BIN_EXE_workspace-operator").to_string(),
-        operator_commit: commit(),
-        machine: process::machine(),
+        about: about(settings),
         ..WarmReport::default()
     };
-
-    eprintln!("perf: creating {n} workspaces with {m} members each (operator stopped)");
-    let started = Instant::now();
-    population.create(&admin, settings.setup_concurrency).await;
-    fixtures::wait_namespaces_settled(&admin, timeout).await;
-    let tracker = Tracker::start(&admin).await;
-    report.setup_seconds = started.elapsed().as_secs_f64();
+    let tracker;
+    (tracker, report.setup_seconds) = set_up(&admin, &population, settings).await;
 
     eprintln!("perf: seeding: the operator, as the cluster admin, converges them");
     let names = population.workspace_names();
@@ -94,7 +72,7 @@ pub async fn run(settings: &Settings) -> WarmReport {
     let seeder = block_in_place(|| Operator::start_as(plane.kubeconfig(), &[]));
     let seeded = tracker
         .wait_until(timeout, Duration::from_millis(500), |s| {
-            s.converged(&names, m) == n && s.members_ready(&prefix) == n * m
+            s.all_ready(&names, m, &prefix)
         })
         .await;
     report.seeded = seeded.is_some();
@@ -106,41 +84,13 @@ pub async fn run(settings: &Settings) -> WarmReport {
     }
     drop(seeder);
 
-    // Everything the operator re-verifies: this population, and whatever
-    // else the plane holds (the smoke test runs this after the others).
-    let (all_workspaces, all_members) = tracker.with(|s| s.counts());
+    // The start re-verifies this population and whatever else the plane
+    // holds: everything the tracker knows.
     eprintln!("perf: warm start, with the operator's own identity");
-    let mark = plane.audit_mark();
-    let started = Instant::now();
-    let op = block_in_place(|| Operator::start(&[]));
-    let proc_ = Proc(op.pid());
-    let leader = wait_counters(&op, timeout, |c| c.leader).await;
-    let reverified = wait_counters(&op, timeout, |c| {
-        c.workspace_reconciles >= all_workspaces as f64 && c.member_reconciles >= all_members as f64
-    })
-    .await;
-    let s = &mut report.start;
-    s.reverified = reverified.is_some();
-    s.seconds_to_leader = leader.unwrap_or_default().as_secs_f64();
-    s.seconds_to_reverified = started.elapsed().as_secs_f64();
-    settle(&op, QUIET, timeout).await;
-    s.requests = requests_since(plane, mark);
-    s.cpu_seconds = proc_.cpu_seconds();
-    s.rss_peak_mib = proc_.hwm_mib();
-
-    eprintln!("perf: idle for {:?}", settings.idle);
-    let mark = plane.audit_mark();
-    let cpu = proc_.cpu_seconds();
-    tokio::time::sleep(settings.idle).await;
-    let i = &mut report.idle;
-    i.seconds = settings.idle.as_secs_f64();
-    i.requests = requests_since(plane, mark);
-    i.cpu_seconds = proc_.cpu_seconds() - cpu;
-    i.rss_mib = proc_.rss_mib();
-    report.steady_mib = i.rss_mib;
-    (report.steady_anon_mib, report.steady_file_mib) = proc_.rss_parts_mib();
+    let (op, proc_, start) = start_on_converged(plane, &tracker, timeout).await;
+    report.start = start;
+    (report.idle, report.steady) = watch_idle(plane, &admin, proc_, settings.idle).await;
     report.peak_mib = proc_.hwm_mib();
-    report.cached_json_mib = process::cached_json_bytes(&admin).await as f64 / 1024.0 / 1024.0;
     block_in_place(|| op.stop());
     drop(op);
     drop(tracker);
@@ -152,47 +102,24 @@ impl WarmReport {
     /// Judges the run against the targets of issue 7 that a warm start
     /// measures.
     pub fn judge(&mut self) {
-        let mut targets = Vec::new();
-        let mut add = |name: &str, target: String, measured: String, met: bool| {
-            targets.push(Target {
-                name: name.to_string(),
-                target,
-                measured,
-                met,
-            })
-        };
-        add(
+        let mut targets = Targets::default();
+        targets.add(
             "seeded (all Ready)",
-            format!("{} workspaces", self.workspaces),
+            format!("{} workspaces", self.about.workspaces),
             format!("{:.0} s", self.seed_seconds),
             self.seeded,
         );
-        let r = &self.start.requests;
-        add(
-            "start writes (converged cluster)",
-            "0".into(),
-            format!("{}", r.writes + r.events),
-            self.start.reverified && r.writes + r.events == 0,
-        );
-        report::idle_targets(&self.idle.requests, &mut add);
-        report::memory_targets(self.workspaces, self.steady_mib, self.peak_mib, &mut add);
-        self.targets = targets;
+        targets.start("start writes (converged cluster)", &self.start);
+        targets.idle(&self.idle.requests);
+        targets.memory(self.about.workspaces, self.steady.steady_mib, self.peak_mib);
+        self.targets = targets.0;
     }
 
     /// The human-readable table.
     pub fn table(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        report::header(
-            &mut out,
-            &format!(
-                "warm start: N={} workspaces, M={} members each, {} per organization",
-                self.workspaces, self.members_per_workspace, self.workspaces_per_organization
-            ),
-            &self.machine,
-            &self.operator_binary,
-            &self.operator_commit,
-        );
+        self.about.header(&mut out, "warm start");
         let w = report::line;
         w(
             &mut out,
@@ -209,27 +136,15 @@ impl WarmReport {
             ),
         );
         let _ = writeln!(out, "start on the converged cluster (own identity)");
-        self.start.lines(&mut out, self.workspaces);
+        self.start.lines(&mut out, self.about.workspaces);
         self.idle.lines(&mut out);
         let _ = writeln!(out, "memory (operator RSS)");
         w(
             &mut out,
-            "what it caches, as JSON",
-            format!("{:.1} MiB", self.cached_json_mib),
-        );
-        w(
-            &mut out,
             "steady / peak",
-            format!("{:.1} / {:.1} MiB", self.steady_mib, self.peak_mib),
+            format!("{:.1} / {:.1} MiB", self.steady.steady_mib, self.peak_mib),
         );
-        w(
-            &mut out,
-            "steady: anonymous (heap) / file (binary)",
-            format!(
-                "{:.1} / {:.1} MiB",
-                self.steady_anon_mib, self.steady_file_mib
-            ),
-        );
+        self.steady.lines(&mut out);
         report::targets_table(&mut out, &self.targets);
         out
     }
