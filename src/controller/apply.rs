@@ -194,7 +194,7 @@ pub async fn apply_if_changed<K>(
     ctx: &super::Context,
     controller: &'static str,
     resource: &'static str,
-    store: &kube::runtime::reflector::Store<K>,
+    store: &super::cache::Cache<K>,
     api: &Api<K>,
     desired: &K,
 ) -> Result<bool, kube::Error>

@@ -1,4 +1,4 @@
-//! Secondary indexes over the reflector stores: the names of the cached
+//! Secondary indexes over the caches: the names of the cached
 //! objects grouped by a key (a namespace, an owner, a role), kept current by
 //! the watch that fills the store.
 //!
@@ -11,9 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::api::{AccountRef, SubjectKind, Workspace, WorkspaceMember};
+use super::cache::Cache;
+
+use crate::api::{AccountRef, SubjectKind, Workspace, WorkspaceMember, WorkspacePhase};
 
 /// The keys an object is filed under.
 pub type KeyFn<K> = fn(&K) -> Vec<String>;
@@ -87,7 +91,7 @@ fn slot<K: Resource>(obj: &K) -> Slot {
 
 impl<K> Index<K>
 where
-    K: Resource<DynamicType = ()> + Clone,
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
 {
     /// An empty index filing objects under `keys`.
     pub fn new(keys: KeyFn<K>) -> Self {
@@ -109,17 +113,17 @@ where
     }
 
     /// Replaces the whole index with `objects` (after a relist).
-    pub fn rebuild(&self, objects: &[Arc<K>]) {
+    pub fn rebuild(&self, objects: impl IntoIterator<Item = Arc<K>>) {
         let mut fresh = Inner::default();
         for obj in objects {
-            fresh.insert(slot(&**obj), (self.keys)(obj));
+            fresh.insert(slot(&*obj), (self.keys)(&obj));
         }
         *self.write() = fresh;
     }
 
     /// The cached objects filed under `key`, ordered by namespace and name.
     /// An object deleted from the store a moment ago is left out.
-    pub fn lookup(&self, store: &Store<K>, key: &str) -> Vec<Arc<K>> {
+    pub fn lookup(&self, store: &Cache<K>, key: &str) -> Vec<Arc<K>> {
         let slots: Vec<Slot> = self
             .inner
             .read()
@@ -157,6 +161,12 @@ pub fn owned_by(owner: &AccountRef) -> String {
     format!("owner/{:?}/{}", owner.kind, owner.name)
 }
 
+/// Key of the Workspaces of an owner that are not Active (waiting on a
+/// handle, a limit, their namespace or their owner).
+pub fn waiting_of(owner: &AccountRef) -> String {
+    format!("waiting/{:?}/{}", owner.kind, owner.name)
+}
+
 /// Key of the members whose subject is a ServiceAccount of a namespace.
 pub fn service_accounts_of(namespace: &str) -> String {
     format!("sa/{namespace}")
@@ -181,9 +191,12 @@ pub fn namespaces_of(ws: &Workspace) -> Vec<&str> {
     namespaces
 }
 
-/// A Workspace is filed under its owner and its namespaces ([`namespaces_of`]).
+/// A Workspace is filed under its owner, its namespaces ([`namespaces_of`])
+/// and, while it is not Active, under its owner's waiting workspaces.
 pub fn workspace_keys(ws: &Workspace) -> Vec<String> {
+    let active = ws.status.as_ref().and_then(|s| s.phase) == Some(WorkspacePhase::Active);
     std::iter::once(owned_by(&ws.spec.owner))
+        .chain((!active).then(|| waiting_of(&ws.spec.owner)))
         .chain(namespaces_of(ws).into_iter().map(in_namespace))
         .collect()
 }
@@ -219,8 +232,8 @@ pub fn namespace_keys<K: Resource>(obj: &K) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::cache;
     use k8s_openapi::api::rbac::v1::RoleBinding;
-    use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
 
     fn binding(ns: &str, name: &str) -> RoleBinding {
@@ -239,10 +252,10 @@ mod tests {
 
     #[test]
     fn lookups_follow_adds_moves_and_deletes() {
-        let (store, mut writer) = reflector::store::<RoleBinding>();
+        let (store, mut writer) = cache::cache::<RoleBinding>();
         let index = Index::new(namespace_keys::<RoleBinding>);
         for rb in [binding("a", "y"), binding("a", "x"), binding("b", "z")] {
-            writer.apply_watcher_event(&Event::Apply(rb.clone()));
+            writer.apply(&Event::Apply(rb.clone()));
             index.apply(&rb);
         }
         assert_eq!(names(&index.lookup(&store, "ns/a")), ["x", "y"]);
@@ -250,14 +263,14 @@ mod tests {
         assert!(index.lookup(&store, "ns/c").is_empty());
 
         index.delete(&binding("a", "x"));
-        writer.apply_watcher_event(&Event::Delete(binding("a", "x")));
+        writer.apply(&Event::Delete(binding("a", "x")));
         assert_eq!(names(&index.lookup(&store, "ns/a")), ["y"]);
 
         // Gone from the store but not yet from the index: left out.
-        writer.apply_watcher_event(&Event::Delete(binding("a", "y")));
+        writer.apply(&Event::Delete(binding("a", "y")));
         assert!(index.lookup(&store, "ns/a").is_empty());
 
-        index.rebuild(&store.state());
+        index.rebuild(store.snapshot());
         assert!(!index.inner.read().unwrap().by_key.contains_key("ns/a"));
         assert_eq!(names(&index.lookup(&store, "ns/b")), ["z"]);
     }

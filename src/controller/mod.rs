@@ -2,17 +2,19 @@
 //! -> apply -> status.
 //!
 //! Every kind the operator reads is watched exactly once ([`world`]): the
-//! watch fills a reflector store that every controller reads instead of the
-//! API server, and each event is routed to the controllers it concerns as a
-//! reconcile trigger. Children are watched by label, and `managedFields` are
-//! dropped before caching.
+//! watch fills a compact cache ([`cache`]) that every controller reads
+//! instead of the API server, and each event is routed to the controllers it
+//! concerns as a reconcile trigger ([`runner`]). Children are watched by
+//! label, and `managedFields` are dropped before caching.
 
 pub mod apply;
+pub mod cache;
 pub mod events;
 pub mod index;
 pub mod labels;
 pub mod member;
 pub mod organization;
+pub mod runner;
 pub mod workspace;
 pub mod world;
 
@@ -24,6 +26,7 @@ use crate::config::Config;
 use crate::http::Health;
 use crate::metrics::Metrics;
 
+pub use runner::{Action, retry_delay};
 pub use world::World;
 
 /// Name the operator reports events and writes objects under.
@@ -137,91 +140,6 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     fn reason(&self) -> &'static str;
 }
 
-/// Runs one controller for `K`: waits for the caches, reconciles every object
-/// once, then every object its trigger stream names, at most
-/// `--concurrency` at a time. A failed reconcile is counted and retried.
-pub async fn run_controller<K, R, Fut, E>(
-    ctx: Arc<Context>,
-    store: kube::runtime::reflector::Store<K>,
-    triggers: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<K>>,
-    controller: &'static str,
-    reconcile: R,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    R: FnMut(Arc<K>, Arc<Context>) -> Fut,
-    Fut:
-        std::future::Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
-    E: ReconcileError,
-{
-    use futures::StreamExt;
-    use kube::ResourceExt;
-    use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-    use kube::runtime::reflector::ObjectRef;
-
-    ctx.world.synced().await;
-    tracing::info!(controller, "caches synced; reconciling");
-    let config = ControllerConfig::default().concurrency(ctx.config.concurrency);
-    // Consecutive failures per object, for the backoff; a success forgets them.
-    let failures: Arc<std::sync::Mutex<std::collections::HashMap<ObjectRef<K>, u32>>> =
-        Arc::default();
-    let failed = failures.clone();
-    let error_policy = move |obj: Arc<K>, err: &E, ctx: Arc<Context>| {
-        let attempt = {
-            let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
-            let n = failed.entry(ObjectRef::from(&*obj)).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        };
-        tracing::warn!(
-            controller,
-            namespace = obj.namespace().unwrap_or_default(),
-            name = %obj.name_any(),
-            reason = err.reason(),
-            error = %err,
-            "reconcile failed"
-        );
-        ctx.metrics.reconcile_failed(controller, err.reason());
-        Action::requeue(retry_delay(attempt))
-    };
-    Controller::for_stream(futures::stream::pending(), store)
-        .reconcile_on(triggers)
-        .reconcile_all_on(futures::stream::once(futures::future::ready(())))
-        .with_config(config)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
-            match result {
-                Ok((obj, _)) => {
-                    failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&obj);
-                }
-                Err(err) => {
-                    tracing::debug!(controller, error = %err, "reconcile did not complete")
-                }
-            }
-            futures::future::ready(())
-        })
-        .await;
-}
-
-/// When to retry after the `attempt`-th consecutive failure of one object:
-/// 0.5 s, doubling, at most 30 s. A watch event about the object reconciles
-/// it at once whatever the delay.
-pub fn retry_delay(attempt: u32) -> std::time::Duration {
-    const FIRST: std::time::Duration = std::time::Duration::from_millis(500);
-    const MAX: std::time::Duration = std::time::Duration::from_secs(30);
-    FIRST
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(MAX)
-}
-
 /// Records a Kubernetes event about `obj`; a failure to record is logged,
 /// never fatal.
 pub async fn publish<K: kube::Resource<DynamicType = ()>>(
@@ -303,7 +221,8 @@ pub fn ready_event(
 
 #[cfg(test)]
 mod tests {
-    use super::{WrittenStatuses, retry_delay};
+    use super::WrittenStatuses;
+    use super::runner::retry_delay;
     use std::time::Duration;
 
     #[test]

@@ -15,12 +15,11 @@ use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::apply::apply_if_changed;
-use super::{Context, labels};
+use super::{Action, Context, labels};
 use crate::api::conditions::{self, NewCondition, reason};
 use crate::api::{
     AccountRef, Organization, OrganizationStatus, OrganizationSubjectKind, Workspace,
@@ -171,7 +170,7 @@ fn same_status(a: &OrganizationStatus, b: &OrganizationStatus) -> bool {
 /// Runs the Organization controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Organization>>) {
     let store = ctx.world.organizations.clone();
-    super::run_controller(ctx, store, triggers, CONTROLLER, reconcile).await;
+    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -1,7 +1,7 @@
 //! The operator's view of the cluster: one watch per kind, each filling a
-//! reflector store, and each event routed to the controllers it concerns.
+//! compact cache, and each event routed to the controllers it concerns.
 //!
-//! Controllers read these stores instead of the API server, so a reconcile
+//! Controllers read these caches instead of the API server, so a reconcile
 //! makes no reads, and a converged cluster costs nothing but open watches.
 
 use std::fmt::Debug;
@@ -16,11 +16,13 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::cache::{self, Cache};
 use super::index::{self, Index};
 use super::{labels, member};
 use crate::api::{
@@ -32,28 +34,28 @@ use crate::http::{Health, WatchHealth};
 #[derive(Clone)]
 pub struct World {
     /// Every Workspace.
-    pub workspaces: Store<Workspace>,
+    pub workspaces: Cache<Workspace>,
     /// Every Organization.
-    pub organizations: Store<Organization>,
+    pub organizations: Cache<Organization>,
     /// Every WorkspaceMember.
-    pub members: Store<WorkspaceMember>,
+    pub members: Cache<WorkspaceMember>,
     /// Metadata of every namespace (to see conflicts and adoption requests).
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub namespaces: Cache<PartialObjectMeta<Namespace>>,
     /// RoleBindings the operator manages.
-    pub role_bindings: Store<RoleBinding>,
+    pub role_bindings: Cache<RoleBinding>,
     /// Per-workspace ClusterRoles the operator manages.
-    pub cluster_roles: Store<ClusterRole>,
+    pub cluster_roles: Cache<ClusterRole>,
     /// Per-workspace ClusterRoleBindings the operator manages.
-    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    pub cluster_role_bindings: Cache<ClusterRoleBinding>,
     /// ClusterRoles a cluster admin labelled `workspaces.dev/assignable=true`
     /// (only those are watched: reading every ClusterRole would be costly).
-    pub assignable_roles: Store<ClusterRole>,
+    pub assignable_roles: Cache<ClusterRole>,
     /// ResourceQuotas the operator manages (organization defaults).
-    pub quotas: Store<ResourceQuota>,
+    pub quotas: Cache<ResourceQuota>,
     /// LimitRanges the operator manages (organization defaults).
-    pub limit_ranges: Store<LimitRange>,
+    pub limit_ranges: Cache<LimitRange>,
     /// NetworkPolicies the operator manages (organization defaults).
-    pub network_policies: Store<NetworkPolicy>,
+    pub network_policies: Cache<NetworkPolicy>,
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
     /// Members by namespace, ServiceAccount namespace and custom role
@@ -70,6 +72,16 @@ impl World {
             .lookup(&self.workspaces, &index::owned_by(owner))
             .into_iter()
             .filter(|ws| &ws.spec.owner == owner)
+            .collect()
+    }
+
+    /// The Workspaces of `owner` that are not Active.
+    pub fn waiting_workspaces_of(&self, owner: &AccountRef) -> Vec<Arc<Workspace>> {
+        self.workspace_index
+            .lookup(&self.workspaces, &index::waiting_of(owner))
+            .into_iter()
+            .filter(|ws| &ws.spec.owner == owner)
+            .filter(|ws| ws.status.as_ref().and_then(|s| s.phase) != Some(WorkspacePhase::Active))
             .collect()
     }
 
@@ -194,9 +206,8 @@ impl Router {
     /// to any of the owner's workspaces may unblock them.
     fn blocked_workspaces_of(&self, owner: &AccountRef) -> Vec<String> {
         self.world
-            .workspaces_of_owner(owner)
+            .waiting_workspaces_of(owner)
             .iter()
-            .filter(|ws| ws.status.as_ref().and_then(|s| s.phase) != Some(WorkspacePhase::Active))
             .map(|ws| ws.name_any())
             .collect()
     }
@@ -300,17 +311,17 @@ impl World {
     /// the watches (it must be polled for anything to happen) and the trigger
     /// streams of the controllers.
     pub fn start(client: Client, health: &Health) -> (World, Drivers, Triggers) {
-        let (workspaces, ws_writer) = reflector::store::<Workspace>();
-        let (organizations, org_writer) = reflector::store::<Organization>();
-        let (members, member_writer) = reflector::store::<WorkspaceMember>();
-        let (namespaces, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-        let (role_bindings, rb_writer) = reflector::store::<RoleBinding>();
-        let (cluster_roles, cr_writer) = reflector::store::<ClusterRole>();
-        let (cluster_role_bindings, crb_writer) = reflector::store::<ClusterRoleBinding>();
-        let (assignable_roles, assignable_writer) = reflector::store::<ClusterRole>();
-        let (quotas, quota_writer) = reflector::store::<ResourceQuota>();
-        let (limit_ranges, limit_range_writer) = reflector::store::<LimitRange>();
-        let (network_policies, network_policy_writer) = reflector::store::<NetworkPolicy>();
+        let (workspaces, ws_writer) = cache::cache::<Workspace>();
+        let (organizations, org_writer) = cache::cache::<Organization>();
+        let (members, member_writer) = cache::cache::<WorkspaceMember>();
+        let (namespaces, ns_writer) = cache::cache::<PartialObjectMeta<Namespace>>();
+        let (role_bindings, rb_writer) = cache::cache::<RoleBinding>();
+        let (cluster_roles, cr_writer) = cache::cache::<ClusterRole>();
+        let (cluster_role_bindings, crb_writer) = cache::cache::<ClusterRoleBinding>();
+        let (assignable_roles, assignable_writer) = cache::cache::<ClusterRole>();
+        let (quotas, quota_writer) = cache::cache::<ResourceQuota>();
+        let (limit_ranges, limit_range_writer) = cache::cache::<LimitRange>();
+        let (network_policies, network_policy_writer) = cache::cache::<NetworkPolicy>();
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
@@ -488,7 +499,8 @@ impl World {
     /// Waits until every cache holds a complete list.
     pub async fn synced(&self) {
         let _ = future::join_all([
-            Box::pin(self.workspaces.wait_until_ready()) as Pin<Box<dyn Future<Output = _> + Send>>,
+            Box::pin(self.workspaces.wait_until_ready())
+                as Pin<Box<dyn Future<Output = ()> + Send>>,
             Box::pin(self.organizations.wait_until_ready()),
             Box::pin(self.members.wait_until_ready()),
             Box::pin(self.namespaces.wait_until_ready()),
@@ -534,32 +546,40 @@ fn trim_namespace(ns: &mut PartialObjectMeta<Namespace>) {
 /// kubectl's client-side apply annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Runs one watch: keeps its store current (trimmed: [`trim`]), reports
+/// Runs one watch: keeps its cache current (trimmed: [`trim`]), reports
 /// its health, and routes every added, changed or deleted object.
 fn drive<K, S, F>(
     stream: S,
-    writer: reflector::store::Writer<K>,
+    mut cache: cache::Writer<K>,
     index: Option<Index<K>>,
     trim: fn(&mut K),
     health: WatchHealth,
     route: F,
 ) -> Drivers
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
     S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
-    let reader = writer.as_reader();
     // The objects cached when a (re)list started: a relist swaps the store in
     // at its end, so everything seen before or after it is routed then, and
     // objects deleted while the watch was down are not missed.
-    let mut before_relist: Vec<std::sync::Arc<K>> = Vec::new();
+    let mut before_relist: Option<cache::Snapshot<K>> = None;
     Box::pin(async move {
         stream
             .default_backoff()
             .modify(trim)
-            .reflect(writer)
             .for_each(move |event| {
+                if let Ok(event) = &event {
+                    cache.apply(event);
+                }
                 match event {
                     Ok(Event::Apply(obj)) => {
                         if let Some(index) = &index {
@@ -577,14 +597,18 @@ where
                         // resumed from its last version and the cache is whole.
                         health.synced();
                     }
-                    Ok(Event::Init) => before_relist = reader.state(),
+                    Ok(Event::Init) => before_relist = Some(cache.as_reader().snapshot()),
                     Ok(Event::InitApply(_)) => {}
                     Ok(Event::InitDone) => {
-                        let now = reader.state();
                         if let Some(index) = &index {
-                            index.rebuild(&now);
+                            index.rebuild(cache.as_reader().snapshot());
                         }
-                        for obj in before_relist.drain(..).chain(now) {
+                        for obj in before_relist
+                            .take()
+                            .into_iter()
+                            .flatten()
+                            .chain(cache.as_reader().snapshot())
+                        {
                             route(&obj);
                         }
                         health.synced();

@@ -23,13 +23,12 @@ use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use self::build::Plan;
 use super::apply::{apply, delete_if_present, needs_write};
-use super::{Context, ReconcileError, labels};
+use super::{Action, Context, ReconcileError, labels};
 use crate::api::{AccountKind, Organization, Workspace, WorkspaceMember, WorkspaceMemberStatus};
 
 /// Label a cluster admin puts on a ClusterRole that members may be given
@@ -69,7 +68,7 @@ impl super::ReconcileError for Error {
 /// Runs the WorkspaceMember controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<WorkspaceMember>>) {
     let store = ctx.world.members.clone();
-    super::run_controller(ctx, store, triggers, CONTROLLER, reconcile).await;
+    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 /// Whether `name` may be given to members: listed in the operator's

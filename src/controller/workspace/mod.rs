@@ -16,7 +16,6 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -24,7 +23,7 @@ use serde_json::json;
 
 use self::build::{Blocked, Desired, Plan};
 use super::apply::{apply, apply_if_changed, delete_if_present, needs_write};
-use super::{Context, ReconcileError, labels};
+use super::{Action, Context, ReconcileError, labels};
 use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
 use crate::api::{
     MemberPhase, Subject, Workspace, WorkspaceMember, WorkspacePhase, WorkspaceRole,
@@ -85,7 +84,7 @@ impl super::ReconcileError for Error {
 /// Runs the Workspace controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Workspace>>) {
     let store = ctx.world.workspaces.clone();
-    super::run_controller(ctx, store, triggers, CONTROLLER, reconcile).await;
+    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -448,7 +447,7 @@ async fn apply_access(
 /// from the cache, deleted when not wanted and present.
 async fn sync_optional<K>(
     ctx: &Context,
-    store: &kube::runtime::reflector::Store<K>,
+    store: &super::cache::Cache<K>,
     namespace: &str,
     name: &str,
     desired: Option<&K>,
