@@ -276,6 +276,38 @@ mod tests {
     }
 
     #[test]
+    fn a_workspace_waits_under_its_owner_until_it_is_active() {
+        use crate::api::{WorkspaceSpec, WorkspaceStatus};
+        let owner = AccountRef::organization("acme");
+        let mut ws = Workspace::new(
+            "prod",
+            WorkspaceSpec {
+                owner: owner.clone(),
+                handle: None,
+                description: None,
+                namespace: None,
+                deletion_policy: Default::default(),
+                deletion_protection: false,
+            },
+        );
+        let waiting = waiting_of(&owner);
+        assert!(workspace_keys(&ws).contains(&waiting));
+        ws.status = Some(WorkspaceStatus {
+            phase: Some(WorkspacePhase::Pending),
+            ..Default::default()
+        });
+        assert!(workspace_keys(&ws).contains(&waiting));
+        ws.status = Some(WorkspaceStatus {
+            phase: Some(WorkspacePhase::Active),
+            ..Default::default()
+        });
+        assert_eq!(
+            workspace_keys(&ws),
+            [owned_by(&owner), in_namespace("prod")]
+        );
+    }
+
+    #[test]
     fn a_changed_object_is_refiled() {
         let index = Index::new(|rb: &RoleBinding| {
             rb.metadata

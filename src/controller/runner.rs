@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::channel::mpsc::{UnboundedReceiver, unbounded};
+use futures::channel::mpsc::{TryRecvError, UnboundedReceiver, unbounded};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, select_biased};
 use kube::Resource;
@@ -143,9 +143,27 @@ pub async fn run<K, R, Fut, E>(
         queue.push(at);
     }
     let (later, mut requeued) = unbounded::<ObjectRef<K>>();
-    let mut triggers = triggers.fuse();
+    let mut triggers = triggers;
     let mut in_flight = FuturesUnordered::new();
     loop {
+        // Everything triggered so far joins the queue before anything
+        // starts, so an object triggered many times (a relist routes every
+        // object, often from several watches) is reconciled once.
+        let stopping = loop {
+            match triggers.try_recv() {
+                Ok(at) => queue.push(at),
+                Err(TryRecvError::Closed) => break true,
+                Err(TryRecvError::Empty) => break false,
+            }
+        };
+        if stopping {
+            // The operator is stopping: finish what is in flight.
+            while in_flight.next().await.is_some() {}
+            return;
+        }
+        while let Ok(at) = requeued.try_recv() {
+            queue.push(at);
+        }
         while in_flight.len() < concurrency {
             let Some(at) = queue.start() else { break };
             let Some(obj) = cache.get(&at) else {
@@ -187,10 +205,10 @@ pub async fn run<K, R, Fut, E>(
                     });
                 }
             }
+            // One trigger wakes the loop; its top takes any that follow.
             at = triggers.next() => match at {
                 Some(at) => queue.push(at),
                 None => {
-                    // The operator is stopping: finish what is in flight.
                     while in_flight.next().await.is_some() {}
                     return;
                 }
