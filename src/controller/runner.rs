@@ -93,6 +93,18 @@ impl<K: Resource<DynamicType = ()>> Queue<K> {
         }
     }
 
+    /// Queues every object sent on `rx` so far; returns whether `rx` is
+    /// closed.
+    fn take_all(&mut self, rx: &mut UnboundedReceiver<ObjectRef<K>>) -> bool {
+        loop {
+            match rx.try_recv() {
+                Ok(at) => self.push(at),
+                Err(TryRecvError::Closed) => return true,
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
+    }
+
     /// The next object to reconcile, now counted as running.
     fn start(&mut self) -> Option<ObjectRef<K>> {
         let at = self.waiting.pop_front()?;
@@ -149,21 +161,12 @@ pub async fn run<K, R, Fut, E>(
         // Everything triggered so far joins the queue before anything
         // starts, so an object triggered many times (a relist routes every
         // object, often from several watches) is reconciled once.
-        let stopping = loop {
-            match triggers.try_recv() {
-                Ok(at) => queue.push(at),
-                Err(TryRecvError::Closed) => break true,
-                Err(TryRecvError::Empty) => break false,
-            }
-        };
-        if stopping {
+        if queue.take_all(&mut triggers) {
             // The operator is stopping: finish what is in flight.
             while in_flight.next().await.is_some() {}
             return;
         }
-        while let Ok(at) = requeued.try_recv() {
-            queue.push(at);
-        }
+        queue.take_all(&mut requeued);
         while in_flight.len() < concurrency {
             let Some(at) = queue.start() else { break };
             let Some(obj) = cache.get(&at) else {
@@ -251,6 +254,22 @@ mod tests {
         assert_eq!(q.start(), Some(at("a")));
         q.finish(&at("a"), false);
         assert_eq!(q.start(), None);
+    }
+
+    #[test]
+    fn a_burst_of_triggers_queues_each_object_once() {
+        let mut q = Queue::new();
+        let (tx, mut rx) = unbounded();
+        for _ in 0..3 {
+            for name in ["a", "b", "a", "c"] {
+                tx.unbounded_send(at(name)).unwrap();
+            }
+        }
+        assert!(!q.take_all(&mut rx));
+        let started: Vec<_> = std::iter::from_fn(|| q.start()).collect();
+        assert_eq!(started, [at("a"), at("b"), at("c")]);
+        drop(tx);
+        assert!(q.take_all(&mut rx), "a closed channel means stopping");
     }
 
     #[test]
