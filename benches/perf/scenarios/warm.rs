@@ -70,13 +70,23 @@ pub async fn run(settings: &Settings) -> WarmReport {
     let prefix = format!("{}-", population.prefix);
     let started = Instant::now();
     let seeder = block_in_place(|| Operator::start_as(plane.kubeconfig(), &[]));
-    let seeded = tracker
-        .wait_until(timeout, Duration::from_millis(500), |s| {
+    let seeded = tokio::select! {
+        seeded = tracker.wait_until(timeout, Duration::from_millis(500), |s| {
             s.all_ready(&names, m, &prefix)
-        })
-        .await;
+        }) => seeded,
+        () = exited(&seeder) => None,
+    };
     report.seeded = seeded.is_some();
     report.seed_seconds = started.elapsed().as_secs_f64();
+    if !block_in_place(|| seeder.is_running()) {
+        // Nothing to start on: the population is not converged.
+        eprintln!(
+            "perf: the seeding operator exited before everything was Ready; its log ends:\n{}",
+            seeder.log_tail(20)
+        );
+        report.judge();
+        return report;
+    }
     settle(&seeder, QUIET, timeout).await;
     block_in_place(|| seeder.stop());
     while block_in_place(|| seeder.is_running()) {
@@ -109,6 +119,11 @@ impl WarmReport {
             format!("{:.0} s", self.seed_seconds),
             self.seeded,
         );
+        if !self.seeded {
+            // The run stopped there: nothing else was measured.
+            self.targets = targets.0;
+            return;
+        }
         targets.start("start writes (converged cluster)", &self.start);
         targets.idle(&self.idle.requests);
         targets.memory(self.about.workspaces, self.steady.steady_mib, self.peak_mib);
@@ -147,5 +162,12 @@ impl WarmReport {
         self.steady.lines(&mut out);
         report::targets_table(&mut out, &self.targets);
         out
+    }
+}
+
+/// Returns once `op` has exited (checked every second).
+async fn exited(op: &Operator) {
+    while block_in_place(|| op.is_running()) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
