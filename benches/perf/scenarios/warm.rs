@@ -69,7 +69,10 @@ pub async fn run(settings: &Settings) -> WarmReport {
     let names = population.workspace_names();
     let prefix = format!("{}-", population.prefix);
     let started = Instant::now();
-    let seeder = block_in_place(|| Operator::start_as(plane.kubeconfig(), &[]));
+    // The seed is preparation, not a measurement: no Lease to renew while
+    // the API server is at its busiest.
+    let seeder =
+        block_in_place(|| Operator::start_as(plane.kubeconfig(), &["--leader-election=false"]));
     let seeded = tokio::select! {
         seeded = tracker.wait_until(timeout, Duration::from_millis(500), |s| {
             s.all_ready(&names, m, &prefix)
