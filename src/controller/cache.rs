@@ -1,6 +1,5 @@
-//! The operator's cache of what it watches: many objects, read one at
-//! a time: each object is kept as its JSON, compressed against a dictionary,
-//! and decoded when it is read.
+//! The operator's cache of what it watches. Each object is kept as its
+//! JSON, compressed against a dictionary, and decoded when it is read.
 //!
 //! A typed object in a reflector store costs about 2 KiB of heap whatever
 //! its content (the inline `ObjectMeta`, a B-tree node for its labels, one
