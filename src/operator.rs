@@ -145,7 +145,8 @@ async fn lead(
             Ok(())
         }
     };
-    // The controllers' future is dropped here: no reconcile runs past this point.
+    // The controllers' future is dropped here, which aborts the watch, controller
+    // and reconcile tasks at their next await.
     health.set_leader(false);
     metrics.set_leader(false);
 

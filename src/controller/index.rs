@@ -112,13 +112,18 @@ where
         self.write().remove(&slot(obj));
     }
 
-    /// Replaces the whole index with `objects` (after a relist).
-    pub fn rebuild(&self, objects: impl IntoIterator<Item = Arc<K>>) {
-        let mut fresh = Inner::default();
-        for obj in objects {
-            fresh.insert(slot(&*obj), (self.keys)(&obj));
+    /// A fresh index to fill with the objects of a (re)list as they arrive;
+    /// [`Index::replace`] swaps it in when the list is complete.
+    pub fn relist(&self) -> Relist<K> {
+        Relist {
+            keys: self.keys,
+            fresh: Inner::default(),
         }
-        *self.write() = fresh;
+    }
+
+    /// Replaces the whole index with a completed relist.
+    pub fn replace(&self, relist: Relist<K>) {
+        *self.write() = relist.fresh;
     }
 
     /// The cached objects filed under `key`, ordered by namespace and name.
@@ -148,6 +153,20 @@ where
         self.inner
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An index being built from a list, object by object (filing an object
+/// from the list event costs no decode).
+pub struct Relist<K> {
+    keys: KeyFn<K>,
+    fresh: Inner,
+}
+
+impl<K: Resource> Relist<K> {
+    /// Files one listed object.
+    pub fn add(&mut self, obj: &K) {
+        self.fresh.insert(slot(obj), (self.keys)(obj));
     }
 }
 
@@ -270,9 +289,15 @@ mod tests {
         writer.apply(&Event::Delete(binding("a", "y")));
         assert!(index.lookup(&store, "ns/a").is_empty());
 
-        index.rebuild(store.snapshot());
-        assert!(!index.inner.read().unwrap().by_key.contains_key("ns/a"));
+        // A relist replaces everything, once complete.
+        let mut relist = index.relist();
+        relist.add(&binding("c", "w"));
         assert_eq!(names(&index.lookup(&store, "ns/b")), ["z"]);
+        index.replace(relist);
+        writer.apply(&Event::Apply(binding("c", "w")));
+        assert!(!index.inner.read().unwrap().by_key.contains_key("ns/a"));
+        assert!(index.lookup(&store, "ns/b").is_empty());
+        assert_eq!(names(&index.lookup(&store, "ns/c")), ["w"]);
     }
 
     #[test]

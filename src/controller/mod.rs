@@ -20,6 +20,7 @@ pub mod world;
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use kube::Client;
 
 use crate::config::Config;
@@ -122,14 +123,29 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
         events,
         written: WrittenStatuses::default(),
     });
-    let workspaces = workspace::run(ctx.clone(), triggers.workspaces);
-    let members = member::run(ctx.clone(), triggers.members);
-    let organizations = organization::run(ctx.clone(), triggers.organizations);
-    tokio::select! {
-        _ = drivers => tracing::error!("a watch stopped"),
-        _ = workspaces => tracing::error!("the workspace controller stopped"),
-        _ = members => tracing::error!("the member controller stopped"),
-        _ = organizations => tracing::error!("the organization controller stopped"),
+    // Each part is a task of its own, so the watches, the controllers and
+    // (in the caller) the Lease renewals run side by side on the runtime's
+    // workers. Dropping the set (leadership lost, shutdown) aborts them all.
+    let mut parts = tokio::task::JoinSet::new();
+    parts.spawn(async move {
+        drivers.await;
+        "a watch stopped"
+    });
+    parts.spawn(
+        workspace::run(ctx.clone(), triggers.workspaces)
+            .map(|()| "the workspace controller stopped"),
+    );
+    parts.spawn(
+        member::run(ctx.clone(), triggers.members).map(|()| "the member controller stopped"),
+    );
+    parts.spawn(
+        organization::run(ctx, triggers.organizations)
+            .map(|()| "the organization controller stopped"),
+    );
+    match parts.join_next().await {
+        Some(Ok(stopped)) => tracing::error!("{stopped}"),
+        Some(Err(err)) => tracing::error!(error = %err, "a controller task failed"),
+        None => {}
     }
 }
 

@@ -482,8 +482,14 @@ impl World {
                 },
             ),
         ];
+        // One task per watch: a list is decoded, trimmed and encoded as it
+        // arrives, and eleven of them at start-up use every worker.
         let drivers: Drivers = Box::pin(async move {
-            future::select_all(drivers).await;
+            let mut watches = tokio::task::JoinSet::new();
+            for driver in drivers {
+                watches.spawn(driver);
+            }
+            watches.join_next().await;
         });
         (
             world,
@@ -546,8 +552,18 @@ fn trim_namespace(ns: &mut PartialObjectMeta<Namespace>) {
 /// kubectl's client-side apply annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Runs one watch: keeps its cache current (trimmed: [`trim`]), reports
-/// its health, and routes every added, changed or deleted object.
+/// Runs one watch: keeps its cache current (trimmed: [`trim`]) and its
+/// index, reports its health, and routes every added, changed or deleted
+/// object.
+///
+/// A list is indexed as it arrives, and the cache and the index swap in the
+/// complete list together. The first list is not routed: no controller runs
+/// before every cache holds one, and each then queues every object it
+/// reconciles. A later relist (the watch restarted) routes the objects cached
+/// before it and after it, so objects changed or deleted while the watch was
+/// down are not missed; that routing decodes the whole cache twice, so it runs
+/// on a blocking thread, and the runtime's workers keep serving reconciles and
+/// Lease renewals meanwhile.
 fn drive<K, S, F>(
     stream: S,
     mut cache: cache::Writer<K>,
@@ -568,58 +584,74 @@ where
     S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
-    // The objects cached when a (re)list started: a relist swaps the store in
-    // at its end, so everything seen before or after it is routed then, and
-    // objects deleted while the watch was down are not missed.
-    let mut before_relist: Option<cache::Snapshot<K>> = None;
+    let route = Arc::new(route);
     Box::pin(async move {
-        stream
-            .default_backoff()
-            .modify(trim)
-            .for_each(move |event| {
-                if let Ok(event) = &event {
-                    cache.apply(event);
+        let mut events = std::pin::pin!(stream.default_backoff().modify(trim));
+        let mut listed = false;
+        let mut before_relist: Option<cache::Snapshot<K>> = None;
+        let mut relist: Option<index::Relist<K>> = None;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    tracing::warn!(error = %err, "watch failed; retrying");
+                    health.failed();
+                    continue;
                 }
-                match event {
-                    Ok(Event::Apply(obj)) => {
-                        if let Some(index) = &index {
-                            index.apply(&obj);
-                        }
-                        route(&obj);
-                        health.synced();
+            };
+            match &event {
+                Event::Apply(obj) => {
+                    cache.apply(&event);
+                    if let Some(index) = &index {
+                        index.apply(obj);
                     }
-                    Ok(Event::Delete(obj)) => {
-                        if let Some(index) = &index {
-                            index.delete(&obj);
-                        }
-                        route(&obj);
-                        // Events flowing again after an error: the watch
-                        // resumed from its last version and the cache is whole.
-                        health.synced();
+                    route(obj);
+                    health.synced();
+                }
+                Event::Delete(obj) => {
+                    cache.apply(&event);
+                    if let Some(index) = &index {
+                        index.delete(obj);
                     }
-                    Ok(Event::Init) => before_relist = Some(cache.as_reader().snapshot()),
-                    Ok(Event::InitApply(_)) => {}
-                    Ok(Event::InitDone) => {
-                        if let Some(index) = &index {
-                            index.rebuild(cache.as_reader().snapshot());
-                        }
-                        for obj in before_relist
-                            .take()
-                            .into_iter()
-                            .flatten()
-                            .chain(cache.as_reader().snapshot())
-                        {
-                            route(&obj);
-                        }
-                        health.synced();
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "watch failed; retrying");
-                        health.failed();
+                    route(obj);
+                    // Events flowing again after an error: the watch
+                    // resumed from its last version and the cache is whole.
+                    health.synced();
+                }
+                Event::Init => {
+                    cache.apply(&event);
+                    before_relist = listed.then(|| cache.as_reader().snapshot());
+                    relist = index.as_ref().map(Index::relist);
+                }
+                Event::InitApply(obj) => {
+                    cache.apply(&event);
+                    if let Some(relist) = &mut relist {
+                        relist.add(obj);
                     }
                 }
-                future::ready(())
-            })
-            .await;
+                Event::InitDone => {
+                    // The index first: the cache marks itself ready, and a
+                    // controller waiting for that must find the index whole.
+                    if let (Some(index), Some(fresh)) = (&index, relist.take()) {
+                        index.replace(fresh);
+                    }
+                    cache.apply(&event);
+                    if let Some(before) = before_relist.take() {
+                        let after = cache.as_reader().snapshot();
+                        let route = route.clone();
+                        let routed = tokio::task::spawn_blocking(move || {
+                            for obj in before.chain(after) {
+                                route(&obj);
+                            }
+                        });
+                        if let Err(err) = routed.await {
+                            tracing::error!(error = %err, "routing a relist failed");
+                        }
+                    }
+                    listed = true;
+                    health.synced();
+                }
+            }
+        }
     })
 }
