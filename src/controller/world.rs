@@ -655,3 +655,86 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use std::sync::Mutex;
+
+    fn binding(ns: &str, name: &str) -> RoleBinding {
+        let mut rb = RoleBinding::default();
+        rb.metadata.namespace = Some(ns.into());
+        rb.metadata.name = Some(name.into());
+        rb
+    }
+
+    /// Feeds `events` to a watch driver; returns what it routed, and the
+    /// cache and index it filled.
+    async fn drive_events(
+        events: Vec<Event<RoleBinding>>,
+    ) -> (Vec<String>, Cache<RoleBinding>, Index<RoleBinding>) {
+        let (reader, writer) = cache::cache::<RoleBinding>();
+        let index = Index::new(index::namespace_keys::<RoleBinding>);
+        let routed = Arc::new(Mutex::new(Vec::new()));
+        let health = Health::new();
+        let driver = drive(
+            futures::stream::iter(events.into_iter().map(Ok)),
+            writer,
+            Some(index.clone()),
+            trim,
+            health.watch("rolebindings"),
+            {
+                let routed = routed.clone();
+                move |rb: &RoleBinding| routed.lock().unwrap().push(rb.name_any())
+            },
+        );
+        driver.await;
+        let mut routed = routed.lock().unwrap().clone();
+        routed.sort();
+        (routed, reader, index)
+    }
+
+    #[tokio::test]
+    async fn the_first_list_is_indexed_but_not_routed() {
+        let (routed, cache, index) = drive_events(vec![
+            Event::Init,
+            Event::InitApply(binding("a", "x")),
+            Event::InitApply(binding("b", "y")),
+            Event::InitDone,
+            Event::Apply(binding("a", "z")),
+        ])
+        .await;
+        assert_eq!(routed, ["z"], "only what changed after the list");
+        let found: Vec<String> = index
+            .lookup(&cache, &index::in_namespace("a"))
+            .iter()
+            .map(|rb| rb.name_any())
+            .collect();
+        assert_eq!(found, ["x", "z"]);
+    }
+
+    #[tokio::test]
+    async fn a_relist_routes_what_was_cached_before_and_after_it() {
+        let (routed, cache, index) = drive_events(vec![
+            Event::Init,
+            Event::InitApply(binding("a", "gone")),
+            Event::InitApply(binding("a", "kept")),
+            Event::InitDone,
+            // The watch restarts: "gone" was deleted while it was down.
+            Event::Init,
+            Event::InitApply(binding("a", "kept")),
+            Event::InitApply(binding("b", "new")),
+            Event::InitDone,
+        ])
+        .await;
+        assert_eq!(routed, ["gone", "kept", "kept", "new"]);
+        assert!(cache.get(&ObjectRef::new("gone").within("a")).is_none());
+        let found: Vec<String> = index
+            .lookup(&cache, &index::in_namespace("b"))
+            .iter()
+            .map(|rb| rb.name_any())
+            .collect();
+        assert_eq!(found, ["new"]);
+    }
+}
