@@ -145,8 +145,8 @@ async fn lead(
             Ok(())
         }
     };
-    // The controllers' future is dropped here, which aborts the watch, controller
-    // and reconcile tasks at their next await.
+    // The controllers' future is dropped here, which aborts the watch and
+    // controller tasks (and the reconciles they run) at their next await.
     health.set_leader(false);
     metrics.set_leader(false);
 

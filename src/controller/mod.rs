@@ -123,9 +123,10 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
         events,
         written: WrittenStatuses::default(),
     });
-    // Each part is a task of its own, so the watches, the controllers and
-    // (in the caller) the Lease renewals run side by side on the runtime's
-    // workers. Dropping the set (leadership lost, shutdown) aborts them all.
+    // The watches and each controller are tasks of their own, so they run
+    // side by side on the runtime's workers and never hold back the Lease
+    // renewals (the caller's task). Dropping the set (leadership lost,
+    // shutdown) aborts them all.
     let mut parts = tokio::task::JoinSet::new();
     parts.spawn(async move {
         drivers.await;

@@ -13,13 +13,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc::{TryRecvError, UnboundedReceiver, unbounded};
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, select_biased};
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::task::JoinSet;
 
 use super::cache::Cache;
 use super::{Context, ReconcileError};
@@ -156,18 +156,14 @@ pub async fn run<K, R, Fut, E>(
     }
     let (later, mut requeued) = unbounded::<ObjectRef<K>>();
     let mut triggers = triggers;
-    // Each reconcile is a task, so reconciles use every worker; dropping the
-    // set (the operator stopping) aborts them. A task's id names its object
-    // if the reconcile panics.
-    let mut in_flight = JoinSet::new();
-    let mut running = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
     loop {
         // Everything triggered so far joins the queue before anything
         // starts, so an object triggered many times (a relist routes every
         // object, often from several watches) is reconciled once.
         if queue.take_all(&mut triggers) {
             // The operator is stopping: finish what is in flight.
-            while in_flight.join_next().await.is_some() {}
+            while in_flight.next().await.is_some() {}
             return;
         }
         queue.take_all(&mut requeued);
@@ -179,23 +175,17 @@ pub async fn run<K, R, Fut, E>(
                 continue;
             };
             let run = reconcile(obj.clone(), ctx.clone());
-            let task = in_flight.spawn(async move { (obj, run.await) });
-            running.insert(task.id(), at);
+            in_flight.push(async move { (at, obj, run.await) });
         }
-        tokio::select! {
-            biased;
-            Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                let (id, outcome) = match done {
-                    Ok((id, outcome)) => (id, Ok(outcome)),
-                    Err(err) => (err.id(), Err(err)),
-                };
-                let Some(at) = running.remove(&id) else { continue };
-                let next = match outcome {
-                    Ok((_, Ok(action))) => {
+        select_biased! {
+            done = in_flight.select_next_some() => {
+                let (at, obj, result): (ObjectRef<K>, Arc<K>, Result<Action, E>) = done;
+                let next = match result {
+                    Ok(action) => {
                         queue.finish(&at, false);
                         action.requeue_after()
                     }
-                    Ok((obj, Err(err))) => {
+                    Err(err) => {
                         let attempt = queue.finish(&at, true);
                         tracing::warn!(
                             controller,
@@ -206,20 +196,6 @@ pub async fn run<K, R, Fut, E>(
                             "reconcile failed"
                         );
                         ctx.metrics.reconcile_failed(controller, err.reason());
-                        Some(retry_delay(attempt))
-                    }
-                    Err(err) => {
-                        // A bug, not a cluster state: retried like a failure
-                        // rather than taking the controller down.
-                        let attempt = queue.finish(&at, true);
-                        tracing::error!(
-                            controller,
-                            namespace = at.namespace.as_deref().unwrap_or_default(),
-                            name = %at.name,
-                            error = %err,
-                            "reconcile panicked"
-                        );
-                        ctx.metrics.reconcile_failed(controller, "Panicked");
                         Some(retry_delay(attempt))
                     }
                 };
@@ -236,11 +212,11 @@ pub async fn run<K, R, Fut, E>(
             at = triggers.next() => match at {
                 Some(at) => queue.push(at),
                 None => {
-                    while in_flight.join_next().await.is_some() {}
+                    while in_flight.next().await.is_some() {}
                     return;
                 }
             },
-            Some(at) = requeued.next() => queue.push(at),
+            at = requeued.select_next_some() => queue.push(at),
         }
     }
 }
