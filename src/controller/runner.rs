@@ -158,6 +158,11 @@ pub async fn run<K, R, Fut, E>(
     let mut triggers = triggers;
     let mut in_flight = FuturesUnordered::new();
     loop {
+        // On a converged cluster most reconciles finish without a request,
+        // so this loop could run through the whole queue without ever
+        // waiting: yield to the runtime now and then, or the watches, the
+        // HTTP connections and the Lease renewals stall behind it.
+        tokio::task::consume_budget().await;
         // Everything triggered so far joins the queue before anything
         // starts, so an object triggered many times (a relist routes every
         // object, often from several watches) is reconciled once.

@@ -595,6 +595,9 @@ where
         let mut before_relist: Option<cache::Snapshot<K>> = None;
         let mut relist: Option<index::Relist<K>> = None;
         while let Some(event) = events.next().await {
+            // A page of a list is handed out without waiting: let the
+            // runtime's other tasks in between.
+            tokio::task::consume_budget().await;
             let event = match event {
                 Ok(event) => event,
                 Err(err) => {
