@@ -668,6 +668,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::rbac::v1::RoleBinding;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
     fn binding(ns: &str, name: &str) -> RoleBinding {
         let mut rb = RoleBinding::default();
@@ -700,6 +701,41 @@ mod tests {
         let mut routed = routed.lock().unwrap().clone();
         routed.sort();
         (routed, reader, index)
+    }
+
+    #[tokio::test]
+    async fn a_long_run_of_events_lets_other_tasks_in() {
+        // A page of a list, or a burst of changes, arrives without the
+        // stream ever waiting; the driver must still yield to the runtime
+        // (on this single-threaded runtime, the other task runs only then).
+        let other_ran = Arc::new(AtomicBool::new(false));
+        tokio::spawn({
+            let other_ran = other_ran.clone();
+            async move { other_ran.store(true, SeqCst) }
+        });
+        let seen_before_last = Arc::new(AtomicBool::new(false));
+        let (_, writer) = cache::cache::<RoleBinding>();
+        let events = (0..1_000).map(|i| Ok(Event::Apply(binding("a", &format!("rb-{i}")))));
+        let driver = drive(
+            futures::stream::iter(events),
+            writer,
+            None,
+            trim,
+            Health::new().watch("rolebindings"),
+            {
+                let (other_ran, seen) = (other_ran.clone(), seen_before_last.clone());
+                move |rb: &RoleBinding| {
+                    if rb.name_any() == "rb-999" {
+                        seen.store(other_ran.load(SeqCst), SeqCst);
+                    }
+                }
+            },
+        );
+        driver.await;
+        assert!(
+            seen_before_last.load(SeqCst),
+            "the other task never ran while the driver worked through 1,000 events"
+        );
     }
 
     #[tokio::test]
