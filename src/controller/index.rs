@@ -249,20 +249,22 @@ pub fn namespace_keys<K: Resource>(obj: &K) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::controller::cache;
     use k8s_openapi::api::rbac::v1::RoleBinding;
     use kube::runtime::watcher::Event;
 
-    fn binding(ns: &str, name: &str) -> RoleBinding {
+    /// A RoleBinding with only a namespace and a name.
+    pub(in crate::controller) fn binding(ns: &str, name: &str) -> RoleBinding {
         let mut rb = RoleBinding::default();
         rb.metadata.namespace = Some(ns.into());
         rb.metadata.name = Some(name.into());
         rb
     }
 
-    fn names(found: &[Arc<RoleBinding>]) -> Vec<String> {
+    /// The names of the bindings found, in order.
+    pub(in crate::controller) fn names(found: &[Arc<RoleBinding>]) -> Vec<String> {
         found
             .iter()
             .map(|rb| rb.metadata.name.clone().unwrap_or_default())

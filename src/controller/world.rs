@@ -670,12 +670,7 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-    fn binding(ns: &str, name: &str) -> RoleBinding {
-        let mut rb = RoleBinding::default();
-        rb.metadata.namespace = Some(ns.into());
-        rb.metadata.name = Some(name.into());
-        rb
-    }
+    use crate::controller::index::tests::{binding, names};
 
     /// Feeds `events` to a watch driver; returns what it routed, and the
     /// cache and index it filled.
@@ -749,12 +744,10 @@ mod tests {
         ])
         .await;
         assert_eq!(routed, ["z"], "only what changed after the list");
-        let found: Vec<String> = index
-            .lookup(&cache, &index::in_namespace("a"))
-            .iter()
-            .map(|rb| rb.name_any())
-            .collect();
-        assert_eq!(found, ["x", "z"]);
+        assert_eq!(
+            names(&index.lookup(&cache, &index::in_namespace("a"))),
+            ["x", "z"]
+        );
     }
 
     #[tokio::test]
@@ -773,11 +766,9 @@ mod tests {
         .await;
         assert_eq!(routed, ["gone", "kept", "kept", "new"]);
         assert!(cache.get(&ObjectRef::new("gone").within("a")).is_none());
-        let found: Vec<String> = index
-            .lookup(&cache, &index::in_namespace("b"))
-            .iter()
-            .map(|rb| rb.name_any())
-            .collect();
-        assert_eq!(found, ["new"]);
+        assert_eq!(
+            names(&index.lookup(&cache, &index::in_namespace("b"))),
+            ["new"]
+        );
     }
 }
