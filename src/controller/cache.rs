@@ -219,6 +219,12 @@ where
         self.cache.clone()
     }
 
+    /// Whether a complete list has been cached (so the next list is a
+    /// relist).
+    pub fn listed(&self) -> bool {
+        *self.cache.shared.ready.borrow()
+    }
+
     /// Applies one watch event, as a reflector store does: an object added,
     /// changed or deleted; or a (re)list, whose objects replace the whole
     /// cache when it completes.
@@ -397,7 +403,9 @@ mod tests {
         writer.apply(&Event::Init);
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
+        assert!(!writer.listed());
         writer.apply(&Event::InitDone);
+        assert!(writer.listed());
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
             .expect("ready after the list")

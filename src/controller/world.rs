@@ -591,7 +591,6 @@ where
     let route = Arc::new(route);
     Box::pin(async move {
         let mut events = std::pin::pin!(stream.default_backoff().modify(trim));
-        let mut listed = false;
         let mut before_relist: Option<cache::Snapshot<K>> = None;
         let mut relist: Option<index::Relist<K>> = None;
         while let Some(event) = events.next().await {
@@ -626,8 +625,8 @@ where
                     health.synced();
                 }
                 Event::Init => {
+                    before_relist = cache.listed().then(|| cache.as_reader().snapshot());
                     cache.apply(&event);
-                    before_relist = listed.then(|| cache.as_reader().snapshot());
                     relist = index.as_ref().map(Index::relist);
                 }
                 Event::InitApply(obj) => {
@@ -655,7 +654,6 @@ where
                             tracing::error!(error = %err, "routing a relist failed");
                         }
                     }
-                    listed = true;
                     health.synced();
                 }
             }
