@@ -30,6 +30,12 @@ if have_all; then
 fi
 
 export GOFLAGS="-mod=mod -trimpath"
+# Go's build cache for these three programs is several GB and is of no use once
+# they are built (they are rebuilt only for a new version), so it lives in a
+# temporary directory that is removed afterwards, whether the build succeeds or not.
+gocache=$(mktemp -d "${TMPDIR:-/tmp}/workspace-operator-gocache.XXXXXX")
+trap 'rm -rf "$gocache"' EXIT
+export GOCACHE="$gocache"
 minor=${K8S_VERSION#v1.}
 minor=${minor%%.*}
 pkgs="k8s.io/component-base/version k8s.io/client-go/pkg/version"
