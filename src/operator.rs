@@ -100,24 +100,31 @@ async fn lead(
     health: Health,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<(), Error> {
+    let (stop, stopped) = oneshot::channel::<()>();
     let controllers = crate::controller::run(
         client.clone(),
         config.clone(),
         metrics.clone(),
         health.clone(),
+        async {
+            let _ = stopped.await;
+        },
     );
+    tokio::pin!(controllers);
 
     if !config.leader_election {
         tracing::info!("leader election disabled; running the controllers");
         health.set_leader(true);
         metrics.set_leader(true);
-        return tokio::select! {
-            () = controllers => Err(Error::ControllersStopped),
+        let outcome = tokio::select! {
+            () = &mut controllers => Err(Error::ControllersStopped),
             () = &mut *shutdown => {
                 tracing::info!("shutdown signal received");
                 Ok(())
             }
         };
+        stop_controllers(&outcome, stop, controllers).await;
+        return outcome;
     }
 
     let elector = LeaderElector::new(
@@ -138,15 +145,16 @@ async fn lead(
     metrics.set_leader(true);
 
     let outcome = tokio::select! {
-        () = controllers => Err(Error::ControllersStopped),
+        () = &mut controllers => Err(Error::ControllersStopped),
         lost = leadership.hold() => Err(Error::LeadershipLost(lost)),
         () = &mut *shutdown => {
             tracing::info!("shutdown signal received; releasing leadership");
             Ok(())
         }
     };
-    // The controllers' future is dropped here, which aborts the watch and
-    // controller tasks (and the reconciles they run) at their next await.
+    // Nothing started under this leadership is still running after this, so
+    // nothing of it can write once the Lease is released or taken over.
+    stop_controllers(&outcome, stop, controllers).await;
     health.set_leader(false);
     metrics.set_leader(false);
 
@@ -157,6 +165,19 @@ async fn lead(
             let released = leadership.release().await.map_err(Error::Release);
             other.and(released)
         }
+    }
+}
+
+/// Stops the controllers, unless they stopped by themselves (`outcome`), and
+/// waits until every watch, controller and reconcile has finished.
+async fn stop_controllers(
+    outcome: &Result<(), Error>,
+    stop: oneshot::Sender<()>,
+    controllers: std::pin::Pin<&mut impl Future<Output = ()>>,
+) {
+    if !matches!(outcome, Err(Error::ControllersStopped)) {
+        let _ = stop.send(());
+        controllers.await;
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kube::Client;
+use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::http::Health;
@@ -108,8 +109,17 @@ impl WrittenStatuses {
     }
 }
 
-/// Runs every controller until the first of them stops.
-pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, health: Health) {
+/// Runs every controller until the first of them stops or `stop` completes,
+/// then stops them all and waits until they have stopped: once this returns,
+/// no watch, controller or reconcile it started is running, so none can send
+/// another request (the caller may then hand the Lease over).
+pub async fn run(
+    client: Client,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    health: Health,
+    stop: impl Future<Output = ()>,
+) {
     let (world, drivers, triggers) = World::start(client.clone(), &health);
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -125,9 +135,8 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
     });
     // The watches and each controller are tasks of their own, so they run
     // side by side on the runtime's workers and never hold back the Lease
-    // renewals (the caller's task). Dropping the set (leadership lost,
-    // shutdown) aborts them all.
-    let mut parts = tokio::task::JoinSet::new();
+    // renewals (the caller's task).
+    let mut parts = JoinSet::new();
     parts.spawn(async move {
         drivers.await;
         "a watch stopped"
@@ -143,11 +152,23 @@ pub async fn run(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hea
         organization::run(ctx, triggers.organizations)
             .map(|()| "the organization controller stopped"),
     );
-    match parts.join_next().await {
-        Some(Ok(stopped)) => tracing::error!("{stopped}"),
-        Some(Err(err)) => tracing::error!(error = %err, "a controller task failed"),
-        None => {}
+    supervise(parts, stop).await;
+}
+
+/// Waits for the first of `parts` to stop, or for `stop`; then aborts the
+/// rest and waits until every one of them has finished. Aborting alone would
+/// not do: an aborted task stops at its next await, and one being polled on
+/// another worker at that moment still finishes that poll.
+async fn supervise(mut parts: JoinSet<&'static str>, stop: impl Future<Output = ()>) {
+    tokio::select! {
+        first = parts.join_next() => match first {
+            Some(Ok(stopped)) => tracing::error!("{stopped}"),
+            Some(Err(err)) => tracing::error!(error = %err, "a controller task failed"),
+            None => {}
+        },
+        () = stop => {}
     }
+    parts.shutdown().await;
 }
 
 /// An error a reconcile returns: it has a bounded reason for metrics, logs
@@ -238,8 +259,10 @@ pub fn ready_event(
 
 #[cfg(test)]
 mod tests {
-    use super::WrittenStatuses;
     use super::runner::retry_delay;
+    use super::{JoinSet, WrittenStatuses, supervise};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::time::Duration;
 
     #[test]
@@ -263,6 +286,60 @@ mod tests {
         assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
         assert_eq!(retry_delay(0), ms(500));
     }
+    /// A part that holds `alive` and keeps running, yielding between steps,
+    /// until it is aborted.
+    fn busy(alive: &Arc<()>, steps: &Arc<AtomicU64>) -> impl Future<Output = &'static str> + use<> {
+        let (alive, steps) = (alive.clone(), steps.clone());
+        async move {
+            let _alive = alive;
+            loop {
+                steps.fetch_add(1, SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopping_waits_until_every_part_has_finished() {
+        let alive = Arc::new(());
+        let steps = Arc::new(AtomicU64::new(0));
+        let mut parts = JoinSet::new();
+        parts.spawn(busy(&alive, &steps));
+        parts.spawn(busy(&alive, &steps));
+        parts.spawn({
+            let alive = alive.clone();
+            async move {
+                let _alive = alive;
+                std::future::pending::<&'static str>().await
+            }
+        });
+        let started = steps.clone();
+        supervise(parts, async move {
+            while started.load(SeqCst) < 10_000 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        // Every part has been dropped, and none takes another step.
+        assert_eq!(Arc::strong_count(&alive), 1);
+        let after = steps.load(SeqCst);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(steps.load(SeqCst), after);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_part_stopping_stops_the_others() {
+        let alive = Arc::new(());
+        let steps = Arc::new(AtomicU64::new(0));
+        let mut parts = JoinSet::new();
+        parts.spawn(busy(&alive, &steps));
+        parts.spawn(async { "the test part stopped" });
+        supervise(parts, std::future::pending()).await;
+        assert_eq!(Arc::strong_count(&alive), 1);
+    }
+
     use serde_json::json;
 
     fn status(time: &str) -> serde_json::Value {
