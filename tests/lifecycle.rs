@@ -13,10 +13,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use support::objects::{apply, group, organization, user, wait_ready, workspace};
+use support::objects::{apply, events_about, group, organization, user, wait_ready, workspace};
 use support::operator::{OPERATOR_NAMESPACE, OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
-use workspace_operator::api::Workspace;
+use workspace_operator::api::{Organization, Workspace};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -36,8 +36,48 @@ async fn wait_all_ready(client: &Client, names: &[String]) {
     }
 }
 
+/// Waits until the operator has done everything it will do for `created`:
+/// each workspace is Ready and the events it records after the status are
+/// there, and the organization's status counts its workspaces and has its
+/// own event. Only then is the cluster converged.
+async fn wait_converged(client: &Client, created: &Created) {
+    wait_all_ready(client, &created.workspaces).await;
+    let has_events = |name: String, reasons: &'static [&'static str]| async move {
+        support::wait_for(&format!("the events about {name}"), TIMEOUT, || async {
+            let about = events_about(client, &name).await;
+            reasons
+                .iter()
+                .all(|r| about.iter().any(|(reason, _, _)| reason == r))
+                .then_some(())
+        })
+        .await
+    };
+    for name in &created.workspaces {
+        has_events(name.clone(), &["NamespaceCreated", "Provisioned"]).await;
+    }
+    let orgs: Api<Organization> = Api::all(client.clone());
+    let counted = created.workspaces.len() / 2;
+    support::wait_for(
+        &format!("organization {} to count {counted} workspaces", created.org),
+        TIMEOUT,
+        || async {
+            let org = orgs.get(&created.org).await.ok()?;
+            (org.status?.workspaces == Some(counted as i32)).then_some(())
+        },
+    )
+    .await;
+    has_events(created.org.clone(), &["Provisioned"]).await;
+}
+
+/// An organization and the workspaces created with it.
+struct Created {
+    org: String,
+    /// Personal workspaces at even positions, the organization's at odd ones.
+    workspaces: Vec<String>,
+}
+
 /// Creates an organization and a mix of personal and organization workspaces.
-async fn create_workspaces(client: &Client, prefix: &str, n: usize) -> Vec<String> {
+async fn create_workspaces(client: &Client, prefix: &str, n: usize) -> Created {
     let org = support::unique(&format!("{prefix}-org"));
     apply(
         client,
@@ -60,7 +100,10 @@ async fn create_workspaces(client: &Client, prefix: &str, n: usize) -> Vec<Strin
         apply(client, workspace(&name, kind, &owner, json!({}))).await;
         names.push(name);
     }
-    names
+    Created {
+        org,
+        workspaces: names,
+    }
 }
 
 fn describe(writes: &[support::AuditedRequest]) -> String {
@@ -74,8 +117,9 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
     let admin = plane.admin().await;
     let first = Operator::start(&[]);
     first.wait_ready(TIMEOUT);
-    let names = create_workspaces(&admin, "quiet", 6).await;
-    wait_all_ready(&admin, &names).await;
+    let created = create_workspaces(&admin, "quiet", 6).await;
+    wait_converged(&admin, &created).await;
+    let names = created.workspaces;
 
     // Make the operator look at every workspace again (an edit it does not
     // own), wait until it has, and count what it wrote meanwhile.
@@ -169,7 +213,7 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
         .unwrap_or_default();
     assert!(!holder.is_empty(), "the Lease names its holder");
 
-    let names = create_workspaces(&admin, "led", 2).await;
+    let names = create_workspaces(&admin, "led", 2).await.workspaces;
     wait_all_ready(&admin, &names).await;
     assert_eq!(reconciles(standby), 0.0, "the standby does not reconcile");
 
@@ -179,7 +223,7 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
         is_leader(standby).then_some(())
     })
     .await;
-    let more = create_workspaces(&admin, "after", 1).await;
+    let more = create_workspaces(&admin, "after", 1).await.workspaces;
     wait_all_ready(&admin, &more).await;
     let lease = leases.get("workspace-operator").await.unwrap();
     assert_ne!(
@@ -200,7 +244,7 @@ async fn metrics_and_health_endpoints_tell_the_truth() {
     let op = Operator::start(&[]);
     op.wait_ready(TIMEOUT);
     assert!(matches!(op.get("/livez"), Some((200, _))));
-    let names = create_workspaces(&admin, "metered", 1).await;
+    let names = create_workspaces(&admin, "metered", 1).await.workspaces;
     wait_all_ready(&admin, &names).await;
     let (code, body) = op.get("/metrics").expect("metrics answer");
     assert_eq!(code, 200);

@@ -7,12 +7,11 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use support::objects::{apply, can, organization, wait_gone, wait_ready, workspace};
+use support::objects::{apply, can, events_about, organization, wait_gone, wait_ready, workspace};
 use workspace_operator::api::Workspace;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -686,28 +685,9 @@ async fn provisioning_records_namespace_created_and_ready_events() {
     .await;
     wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
 
-    // Workspaces are cluster-scoped: their events live in `default`.
-    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
-    let reasons = support::wait_for("the workspace's events", TIMEOUT, || {
-        let events = events.clone();
-        let name = name.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            let mut ours: Vec<(String, String, String)> = list
-                .items
-                .into_iter()
-                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&name))
-                .map(|e| {
-                    (
-                        e.reason.unwrap_or_default(),
-                        e.type_.unwrap_or_default(),
-                        e.reporting_controller.unwrap_or_default(),
-                    )
-                })
-                .collect();
-            ours.sort();
-            (ours.len() >= 2).then_some(ours)
-        }
+    let reasons = support::wait_for("the workspace's events", TIMEOUT, || async {
+        let about = events_about(&admin, &name).await;
+        (about.len() >= 2).then_some(about)
     })
     .await;
     assert_eq!(

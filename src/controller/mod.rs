@@ -21,6 +21,7 @@ pub mod world;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use tokio::task::JoinSet;
 
@@ -198,18 +199,31 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
-/// Server-side applies `status` to `obj`'s status subresource (through
+/// A status about to be written, and the `Ready` conditions before and in it.
+pub struct StatusChange<'a, S> {
+    /// The status to write.
+    pub status: &'a S,
+    /// The conditions of the status the object has now.
+    pub previous: &'a [Condition],
+    /// The conditions of `status`.
+    pub current: &'a [Condition],
+}
+
+/// Server-side applies a status to `obj`'s status subresource (through
 /// `api`), as the operator's field manager, unless this process wrote that
-/// same status last; `resource` labels the write in the metrics. Returns
-/// whether it wrote.
+/// same status last; `resource` labels the write in the metrics.
+///
+/// When the write changed the `Ready` condition's status or reason, an event
+/// says so. It is recorded after the status, so it is not on the way to
+/// `Ready`.
 pub async fn apply_status<K, S>(
     ctx: &Context,
     controller: &'static str,
     resource: &'static str,
     api: &kube::Api<K>,
     obj: &K,
-    status: &S,
-) -> Result<bool, kube::Error>
+    change: StatusChange<'_, S>,
+) -> Result<(), kube::Error>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
     S: serde::Serialize,
@@ -218,14 +232,14 @@ where
     let uid = obj.uid().unwrap_or_default();
     if ctx
         .written
-        .already(&uid, status, obj.resource_version().as_deref())
+        .already(&uid, change.status, obj.resource_version().as_deref())
     {
-        return Ok(false);
+        return Ok(());
     }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "status": status,
+        "status": change.status,
     });
     ctx.metrics.write(controller, resource);
     let params = kube::api::PatchParams::apply(crate::config::FIELD_MANAGER).force();
@@ -233,15 +247,18 @@ where
         .patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&body))
         .await?;
     ctx.written
-        .record(&uid, status, written.resource_version().as_deref());
-    Ok(true)
+        .record(&uid, change.status, written.resource_version().as_deref());
+    if let Some((type_, reason, message)) = ready_event(change.previous, change.current) {
+        publish(ctx, controller, obj, type_, &reason, message).await;
+    }
+    Ok(())
 }
 
 /// When the `Ready` condition changed its status or reason between two
 /// condition lists: the event to record (type, reason, message).
 pub fn ready_event(
-    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    current: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    previous: &[Condition],
+    current: &[Condition],
 ) -> Option<(kube::runtime::events::EventType, String, String)> {
     use crate::api::conditions::{READY, find_condition};
     let now = find_condition(current, READY)?;

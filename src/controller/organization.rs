@@ -218,22 +218,21 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
     let previous = org.status.clone().unwrap_or_default();
     if !same_status(&previous, &status) {
         let api: Api<Organization> = Api::all(ctx.client.clone());
-        let wrote = super::apply_status(
+        let change = super::StatusChange {
+            status: &status,
+            previous: &previous.conditions,
+            current: &status.conditions,
+        };
+        super::apply_status(
             &ctx,
             CONTROLLER,
             "organizations/status",
             &api,
             &*org,
-            &status,
+            change,
         )
         .await
         .map_err(Error::Status)?;
-        if wrote
-            && let Some((type_, reason, message)) =
-                super::ready_event(&previous.conditions, &status.conditions)
-        {
-            super::publish(&ctx, CONTROLLER, &*org, type_, &reason, message).await;
-        }
     }
     Ok(Action::await_change())
 }

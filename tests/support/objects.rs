@@ -6,8 +6,9 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -226,6 +227,31 @@ pub async fn wait_ready(
         ready(ws).is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
     })
     .await
+}
+
+/// The events about the cluster-scoped object `name` (a Workspace or an
+/// Organization; their events live in `default`), as (reason, type,
+/// reporting controller), sorted.
+pub async fn events_about(client: &Client, name: &str) -> Vec<(String, String, String)> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    let mut about: Vec<(String, String, String)> = list
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.type_.unwrap_or_default(),
+                e.reporting_controller.unwrap_or_default(),
+            )
+        })
+        .collect();
+    about.sort();
+    about
 }
 
 /// Waits until the object `name` is gone.

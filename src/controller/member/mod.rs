@@ -299,23 +299,19 @@ async fn write_status(
     }
     let api: Api<WorkspaceMember> =
         Api::namespaced(ctx.client.clone(), &member.namespace().unwrap_or_default());
-    let wrote = super::apply_status(
+    let change = super::StatusChange {
+        status: &status,
+        previous: &previous.conditions,
+        current: &status.conditions,
+    };
+    super::apply_status(
         ctx,
         CONTROLLER,
         "workspacemembers/status",
         &api,
         member,
-        &status,
+        change,
     )
     .await
-    .map_err(Error::Status)?;
-    if !wrote {
-        return Ok(());
-    }
-    if let Some((type_, reason, message)) =
-        super::ready_event(&previous.conditions, &status.conditions)
-    {
-        super::publish(ctx, CONTROLLER, member, type_, &reason, message).await;
-    }
-    Ok(())
+    .map_err(Error::Status)
 }

@@ -629,18 +629,14 @@ async fn write_status(ws: &Workspace, status: WorkspaceStatus, ctx: &Context) ->
         return Ok(());
     }
     let api: Api<Workspace> = Api::all(ctx.client.clone());
-    let wrote = super::apply_status(ctx, CONTROLLER, "workspaces/status", &api, ws, &status)
+    let change = super::StatusChange {
+        status: &status,
+        previous: &previous.conditions,
+        current: &status.conditions,
+    };
+    super::apply_status(ctx, CONTROLLER, "workspaces/status", &api, ws, change)
         .await
-        .map_err(Error::Status)?;
-    if !wrote {
-        return Ok(());
-    }
-    if let Some((type_, reason, message)) =
-        super::ready_event(&previous.conditions, &status.conditions)
-    {
-        publish(ctx, ws, type_, &reason, message).await;
-    }
-    Ok(())
+        .map_err(Error::Status)
 }
 
 async fn publish(ctx: &Context, ws: &Workspace, type_: EventType, reason: &str, note: String) {
