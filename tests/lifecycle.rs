@@ -123,24 +123,27 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
 
     // Make the operator look at every workspace again (an edit it does not
     // own), wait until it has, and count what it wrote meanwhile.
-    let before = reconciles(&first);
     let mark = plane.audit_mark();
     let api: Api<Workspace> = Api::all(admin.clone());
     for name in &names {
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"team": "blue"}}})),
-        )
-        .await
-        .unwrap();
+        let touched = api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"team": "blue"}}})),
+            )
+            .await
+            .unwrap();
+        first
+            .wait_reconciled(
+                "workspace",
+                "",
+                name,
+                &touched.resource_version().unwrap(),
+                TIMEOUT,
+            )
+            .await;
     }
-    support::wait_for(
-        "the operator to reconcile every workspace again",
-        TIMEOUT,
-        || async { (reconciles(&first) >= before + names.len() as f64).then_some(()) },
-    )
-    .await;
     let writes = plane.writes_since(mark, OPERATOR_USER);
     assert!(
         writes.is_empty(),

@@ -404,7 +404,12 @@ async fn role_change_swaps_the_binding_without_a_gap() {
         (names == ["wsm-dana-developer"]).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A few more checks after the old binding is gone, then stop watching.
+    let seen = checks.load(Ordering::SeqCst);
+    support::wait_for("more access checks after the change", TIMEOUT, || async {
+        (checks.load(Ordering::SeqCst) >= seen + 3).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     watcher.await.expect("the watching task");
 
@@ -738,7 +743,9 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
     wait_member(&admin, &ws, "hal", "False", "MemberLimitExceeded").await;
     assert!(bindings_of(&admin, &ws, "hal").await.is_empty());
 
-    // Lowering the limit takes nothing away; raising it lets hal in.
+    // Lowering the limit takes nothing away (once the operator has looked at
+    // gil again, gil is still Active); raising it lets hal in.
+    let since = operator().reconciled("member", &ws, "gil").len();
     apply(
         &admin,
         organization(
@@ -749,8 +756,11 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
         ),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    operator()
+        .wait_reconciled_since("member", &ws, "gil", since, TIMEOUT)
+        .await;
     wait_active(&admin, &ws, "gil").await;
+    assert!(!bindings_of(&admin, &ws, "gil").await.is_empty());
     apply(
         &admin,
         organization(
@@ -902,6 +912,8 @@ async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_c
     .await;
     wait_can(&kim, &[], "create", "jobs.batch", &ws, true).await;
 
+    let operator = operator();
+    let repairs_before = operator.reconciled("member", &ws, "kim").len();
     rbs.patch(
         "wsm-kim-runner",
         &PatchParams::default(),
@@ -921,26 +933,32 @@ async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_c
 
     // Converged: touching the member and its Workspace makes the operator
     // look again, and it writes nothing in the namespace.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The reconcile that removed mallory has finished first.
+    operator
+        .wait_reconciled_since("member", &ws, "kim", repairs_before, TIMEOUT)
+        .await;
+    let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &ws);
     let plane = support::plane();
     let mark = plane.audit_mark();
-    Api::<WorkspaceMember>::namespaced(admin.clone(), &ws)
-        .patch(
-            "kim",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})),
-        )
+    let touched = json!({"metadata": {"annotations": {"touched": "1"}}});
+    let kim_version = members
+        .patch("kim", &PatchParams::default(), &Patch::Merge(&touched))
         .await
+        .unwrap()
+        .resource_version()
         .unwrap();
-    Api::<Workspace>::all(admin.clone())
-        .patch(
-            &ws,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})),
-        )
+    let ws_version = Api::<Workspace>::all(admin.clone())
+        .patch(&ws, &PatchParams::default(), &Patch::Merge(&touched))
         .await
+        .unwrap()
+        .resource_version()
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    operator
+        .wait_reconciled("member", &ws, "kim", &kim_version, TIMEOUT)
+        .await;
+    operator
+        .wait_reconciled("workspace", "", &ws, &ws_version, TIMEOUT)
+        .await;
     let writes: Vec<String> = plane
         .writes_since(mark, OPERATOR_USER)
         .into_iter()

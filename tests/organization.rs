@@ -167,17 +167,10 @@ async fn workspace_defaults_are_applied_repaired_and_removed_with_the_organizati
     // Converged: touching the Workspace makes the operator look again, and it
     // writes nothing for it (quantities compare by amount, not by spelling).
     let operator = support::operator::operator();
-    let reconciles = || {
-        operator.counter(
-            "workspace_operator_reconciles_total",
-            "controller=\"workspace\"",
-        )
-    };
     let workspaces: Api<workspace_operator::api::Workspace> = Api::all(admin.clone());
     wait_ready(&admin, &ws, "True", None, TIMEOUT).await;
     let mark = plane.audit_mark();
-    let before = reconciles();
-    workspaces
+    let touched = workspaces
         .patch(
             &ws,
             &kube::api::PatchParams::default(),
@@ -185,12 +178,15 @@ async fn workspace_defaults_are_applied_repaired_and_removed_with_the_organizati
         )
         .await
         .unwrap();
-    support::wait_for(
-        "the operator to reconcile the workspace again",
-        TIMEOUT,
-        || async { (reconciles() > before).then_some(()) },
-    )
-    .await;
+    operator
+        .wait_reconciled(
+            "workspace",
+            "",
+            &ws,
+            &kube::ResourceExt::resource_version(&touched).unwrap(),
+            TIMEOUT,
+        )
+        .await;
     let writes: Vec<_> = plane
         .writes_since(mark, support::operator::OPERATOR_USER)
         .into_iter()

@@ -295,7 +295,10 @@ async fn organization_limit_blocks_the_newest_and_freeing_a_slot_provisions_it()
     )
     .await;
 
-    // Lowering the limit never tears down what exists.
+    // Lowering the limit never tears down what exists: once the operator
+    // has looked at the workspace again, it is still Ready.
+    let operator = support::operator::operator();
+    let since = operator.reconciled("workspace", "", &first).len();
     apply(
         &admin,
         organization(
@@ -305,7 +308,9 @@ async fn organization_limit_blocks_the_newest_and_freeing_a_slot_provisions_it()
         ),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    operator
+        .wait_reconciled_since("workspace", "", &first, since, TIMEOUT)
+        .await;
     wait_ready(&admin, &first, "True", Some("Provisioned"), TIMEOUT).await;
 
     // Raising it provisions the waiting one.

@@ -187,6 +187,14 @@ pub async fn run<K, R, Fut, E>(
                 let (at, obj, result): (ObjectRef<K>, Arc<K>, Result<Action, E>) = done;
                 let next = match result {
                     Ok(action) => {
+                        tracing::debug!(
+                            controller,
+                            namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
+                            name = obj.meta().name.as_deref().unwrap_or_default(),
+                            resource_version =
+                                obj.meta().resource_version.as_deref().unwrap_or_default(),
+                            "reconciled"
+                        );
                         queue.finish(&at, false);
                         action.requeue_after()
                     }

@@ -227,6 +227,63 @@ impl Operator {
         }
     }
 
+    /// The resourceVersions at which `controller` finished reconciling the
+    /// object `namespace/name` (`namespace` empty for a cluster-scoped one),
+    /// oldest first: the operator logs every reconcile that succeeded, at
+    /// debug level, which the tests turn on.
+    pub fn reconciled(&self, controller: &str, namespace: &str, name: &str) -> Vec<u64> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(" reconciled"))
+            .filter(|l| {
+                log_field(l, "controller") == Some(controller)
+                    && log_field(l, "namespace").unwrap_or_default() == namespace
+                    && log_field(l, "name") == Some(name)
+            })
+            .filter_map(|l| log_field(l, "resource_version")?.parse().ok())
+            .collect()
+    }
+
+    /// Waits until `controller` has reconciled `namespace/name` as of
+    /// `resource_version` or later: anything that reconcile wrote has been
+    /// written.
+    pub async fn wait_reconciled(
+        &self,
+        controller: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        timeout: Duration,
+    ) {
+        let version: u64 = resource_version.parse().expect("a numeric resourceVersion");
+        let what =
+            format!("the {controller} controller to reconcile {namespace}/{name} at {version}");
+        super::wait_for(&what, timeout, || async {
+            let done = self.reconciled(controller, namespace, name);
+            done.iter().any(|&v| v >= version).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until `controller` has finished more than `since` reconciles of
+    /// `namespace/name` (`since`: the length of [`Operator::reconciled`]
+    /// taken before a change that does not touch the object itself, such as
+    /// a change to its Organization).
+    pub async fn wait_reconciled_since(
+        &self,
+        controller: &str,
+        namespace: &str,
+        name: &str,
+        since: usize,
+        timeout: Duration,
+    ) {
+        let what = format!("the {controller} controller to reconcile {namespace}/{name} again");
+        super::wait_for(&what, timeout, || async {
+            (self.reconciled(controller, namespace, name).len() > since).then_some(())
+        })
+        .await;
+    }
+
     /// The last `n` lines of its log.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -266,5 +323,16 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
         let _ = self.supervisor.wait();
+    }
+}
+
+/// The value of `key` in a log line of the plain format (`key=value` or
+/// `key="value"`).
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next(),
+        None => rest.split_whitespace().next(),
     }
 }
