@@ -256,7 +256,7 @@ where
 
 /// When the `Ready` condition changed its status or reason between two
 /// condition lists: the event to record (type, reason, message).
-pub fn ready_event(
+fn ready_event(
     previous: &[Condition],
     current: &[Condition],
 ) -> Option<(kube::runtime::events::EventType, String, String)> {
@@ -303,6 +303,7 @@ mod tests {
         assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
         assert_eq!(retry_delay(0), ms(500));
     }
+
     /// A part that holds `alive` and keeps running, yielding between steps,
     /// until it is aborted.
     fn busy(alive: &Arc<()>, steps: &Arc<AtomicU64>) -> impl Future<Output = &'static str> + use<> {
