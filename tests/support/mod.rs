@@ -9,6 +9,7 @@
 //! existing cluster instead.
 #![allow(dead_code)]
 
+pub mod kubectl;
 pub mod objects;
 pub mod operator;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -166,6 +166,47 @@ pub async fn can(
 ) -> bool {
     let client = super::plane().client_as(user, groups).await;
     super::can_i(&client, verb, resource, ns, name).await
+}
+
+/// Whether `user` in `groups` may change the Workspace `name`, as the API
+/// server decides it (RBAC and the admission policies): a server-side
+/// dry-run merge patch of an annotation, made as the user. RBAC lets every
+/// authenticated user write Workspaces and admission decides, so a
+/// SubjectAccessReview cannot answer this.
+pub async fn may_change_workspace(user: &str, groups: &[&str], name: &str) -> bool {
+    let client = super::plane().client_as(user, groups).await;
+    let patch = json!({"metadata": {"annotations": {"example.com/probe": user}}});
+    let params = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    dry_run_outcome(
+        Api::<Workspace>::all(client)
+            .patch(name, &params, &Patch::Merge(&patch))
+            .await
+            .map(|_| ()),
+    )
+}
+
+/// Whether `user` in `groups` may delete the Workspace `name` (a server-side
+/// dry-run DELETE as the user; see [`may_change_workspace`]).
+pub async fn may_delete_workspace(user: &str, groups: &[&str], name: &str) -> bool {
+    let client = super::plane().client_as(user, groups).await;
+    dry_run_outcome(
+        Api::<Workspace>::all(client)
+            .delete(name, &DeleteParams::default().dry_run())
+            .await
+            .map(|_| ()),
+    )
+}
+
+/// `true` for success, `false` for a refusal (403); panics on anything else.
+fn dry_run_outcome(result: Result<(), kube::Error>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(kube::Error::Api(status)) if status.code == 403 => false,
+        Err(err) => panic!("dry run failed: {err}"),
+    }
 }
 
 // ---------------------------------------------------------------------------

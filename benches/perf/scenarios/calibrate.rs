@@ -4,7 +4,7 @@
 //! so the same authentication, RBAC checks and priority level) writes, for
 //! `N` calibration workspaces, exactly the minimal set the operator writes
 //! when it converges them: the finalizer patch, the namespace, the owner
-//! RoleBinding, two ClusterRoles, two ClusterRoleBindings and the status, and
+//! RoleBinding and the status, and
 //! per member its RoleBinding and its status; with the same request types
 //! (server-side apply, merge patch) and the same concurrency (one pool for
 //! workspaces, one for members, as the operator's two controllers). The
@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Resource, ResourceExt};
@@ -255,42 +255,6 @@ impl<'a> Writes<'a> {
         .await;
     }
 
-    /// One per-workspace ClusterRole, then its binding (`reader` or `owner`).
-    async fn role_pair(&self, suffix: &str) {
-        let (verbs, subjects) = if suffix == "reader" {
-            let members: Vec<Value> = (0..self.members)
-                .map(|j| user(&Population::member_user(j)))
-                .collect();
-            (json!(["get"]), json!(members))
-        } else {
-            (
-                json!(["get", "update", "patch", "delete"]),
-                json!([user(&self.admin)]),
-            )
-        };
-        let role = format!("workspaces.dev:workspace:{}:{suffix}", self.name);
-        let cluster_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": role, "labels": self.child, "ownerReferences": [self.owner_ref]},
-            "rules": [{"apiGroups": ["workspaces.dev"], "resources": ["workspaces"],
-                       "resourceNames": [self.name], "verbs": verbs}]});
-        apply(
-            &Api::<ClusterRole>::all(self.client.clone()),
-            &role,
-            &cluster_role,
-        )
-        .await;
-        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": role, "labels": self.child, "ownerReferences": [self.owner_ref]},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": subjects});
-        apply(
-            &Api::<ClusterRoleBinding>::all(self.client.clone()),
-            &role,
-            &binding,
-        )
-        .await;
-    }
-
     /// The status.
     async fn status(&self) {
         let (name, org) = (&self.name, &self.org);
@@ -300,7 +264,7 @@ impl<'a> Writes<'a> {
             "observedGeneration": generation,
             "conditions": [
                 condition("NamespaceReady", &format!("Namespace {name} is provisioned."), generation),
-                condition("AccessReady", &format!("Organization/{org} holds the Owner role; {} active members can read the workspace.", self.members), generation),
+                condition("AccessReady", &format!("Organization/{org} holds the Owner role; {} members are active.", self.members), generation),
                 condition("Ready", &format!("Workspace {name} is ready in namespace {name}."), generation),
             ],
             "phase": "Active", "namespace": name, "handle": name,
@@ -318,32 +282,19 @@ impl<'a> Writes<'a> {
         .await;
     }
 
-    /// All eight, one after the other, in the operator's order.
+    /// All four, one after the other, in the operator's order.
     async fn sequential(&self) -> u64 {
         self.finalizer().await;
         self.namespace().await;
         self.owner_binding().await;
-        self.role_pair("reader").await;
-        self.role_pair("owner").await;
         self.status().await;
-        8
+        4
     }
 
-    /// All eight, with what does not depend on each other in parallel: the
-    /// namespace then the owner binding, and each ClusterRole then its
-    /// binding; the status last.
+    /// All four; nothing of them is independent (the namespace, then the
+    /// owner binding in it, then the status), so this is the sequence.
     async fn parallel(&self) -> u64 {
-        self.finalizer().await;
-        futures::join!(
-            async {
-                self.namespace().await;
-                self.owner_binding().await;
-            },
-            self.role_pair("reader"),
-            self.role_pair("owner"),
-        );
-        self.status().await;
-        8
+        self.sequential().await
     }
 }
 

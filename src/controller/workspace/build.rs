@@ -6,31 +6,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject as RbacSubject,
-};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::api::conditions::reason;
-use crate::api::{
-    AccountKind, Organization, OrganizationSubjectKind, Subject, SubjectKind, Workspace,
-    WorkspaceRole,
-};
+use crate::api::{AccountKind, Organization, OrganizationSubjectKind, Workspace, WorkspaceRole};
 use crate::controller::labels;
 
 /// Name of the RoleBinding that gives the owner the Owner role in the namespace.
 pub const OWNER_BINDING: &str = "workspaces.dev:owner";
 
-/// Name of the per-workspace ClusterRole (and its binding) letting members read the Workspace.
-pub fn reader_role_name(workspace: &str) -> String {
-    format!("workspaces.dev:workspace:{workspace}:reader")
-}
-
-/// Name of the per-workspace ClusterRole (and its binding) letting owners edit and delete the Workspace.
-pub fn owner_role_name(workspace: &str) -> String {
-    format!("workspaces.dev:workspace:{workspace}:owner")
+/// Names of the per-workspace ClusterRoles (each with a ClusterRoleBinding of
+/// the same name) that earlier versions of the operator created to give
+/// members and owners access to the Workspace object. Access is now granted
+/// by the install's constant roles and the `workspace-access` admission
+/// policy; the operator deletes these where it finds them.
+pub fn legacy_access_names(workspace: &str) -> [String; 2] {
+    [
+        format!("workspaces.dev:workspace:{workspace}:reader"),
+        format!("workspaces.dev:workspace:{workspace}:owner"),
+    ]
 }
 
 /// What the operator knows when it decides about one Workspace.
@@ -46,11 +43,6 @@ pub struct Inputs<'a> {
     pub namespace: Option<&'a PartialObjectMeta<Namespace>>,
     /// Whether a Workspace already holds its namespace (grandfathered under limits).
     pub is_provisioned: &'a (dyn Fn(&Workspace) -> bool + Sync),
-    /// Subjects of the workspace's active members.
-    pub members: &'a [Subject],
-    /// Subjects of the active members holding the built-in Owner role: like
-    /// the owner, they may edit and delete the Workspace object (SPEC 1.2).
-    pub owner_members: &'a [Subject],
     /// `--max-workspaces-per-user`, `None` for unlimited.
     pub user_limit: Option<u32>,
 }
@@ -75,14 +67,6 @@ pub struct Desired {
     pub adopted: bool,
     /// The owner's RoleBinding to `workspaces:owner`.
     pub owner_binding: RoleBinding,
-    /// `get` on this Workspace, for members.
-    pub reader_role: ClusterRole,
-    /// Binds the reader role to the active members.
-    pub reader_binding: ClusterRoleBinding,
-    /// `get`, `update`, `patch`, `delete` on this Workspace, for owners.
-    pub owner_role: ClusterRole,
-    /// Binds the owner role to the owners.
-    pub owner_role_binding: ClusterRoleBinding,
     /// The owning Organization's `workspaceDefaults` in the namespace.
     pub defaults: super::defaults::Defaults,
 }
@@ -272,35 +256,6 @@ pub fn owner_subjects(ws: &Workspace, organization: Option<&Organization>) -> Ve
     }
 }
 
-/// RBAC subjects for member subjects, sorted and without duplicates.
-pub fn member_subjects(members: &[Subject]) -> Vec<RbacSubject> {
-    let mut subjects: Vec<RbacSubject> = members
-        .iter()
-        .map(|m| match m.kind {
-            SubjectKind::User => rbac_subject("User", &m.name, None),
-            SubjectKind::Group => rbac_subject("Group", &m.name, None),
-            SubjectKind::ServiceAccount => {
-                rbac_subject("ServiceAccount", &m.name, m.namespace_name())
-            }
-        })
-        .collect();
-    subjects
-        .sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
-    subjects.dedup();
-    subjects
-}
-
-/// Who may edit and delete the Workspace object: the owners and the members
-/// holding the Owner role, sorted and without duplicates.
-fn workspace_owners(owners: Vec<RbacSubject>, owner_members: &[Subject]) -> Vec<RbacSubject> {
-    let mut subjects = owners;
-    subjects.extend(member_subjects(owner_members));
-    subjects
-        .sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
-    subjects.dedup();
-    subjects
-}
-
 /// Labels on every child of a Workspace.
 pub fn child_labels(workspace: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -353,82 +308,12 @@ pub fn namespace_metadata(ws: &Workspace, namespace: &str, adopted: bool) -> Nam
     }
 }
 
-fn workspace_rule(name: &str, verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(vec![crate::api::GROUP.to_string()]),
-        resources: Some(vec!["workspaces".to_string()]),
-        resource_names: Some(vec![name.to_string()]),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// The owners' access to the Workspace object itself (`get`, `update`,
-/// `patch`, `delete`): kept even while the workspace is blocked, so its owner
-/// can see why and fix or delete it.
-pub fn owner_access(
-    ws: &Workspace,
-    organization: Option<&Organization>,
-    owner_members: &[Subject],
-) -> (ClusterRole, ClusterRoleBinding) {
-    let name = ws.name_any();
-    (
-        cluster_role(
-            ws,
-            owner_role_name(&name),
-            &["get", "update", "patch", "delete"],
-        ),
-        cluster_role_binding(
-            ws,
-            owner_role_name(&name),
-            workspace_owners(owner_subjects(ws, organization), owner_members),
-        ),
-    )
-}
-
-fn cluster_role(ws: &Workspace, role_name: String, verbs: &[&str]) -> ClusterRole {
-    let name = ws.name_any();
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(role_name),
-            labels: Some(child_labels(&name)),
-            owner_references: Some(owner_reference(ws)),
-            ..Default::default()
-        },
-        rules: Some(vec![workspace_rule(&name, verbs)]),
-        aggregation_rule: None,
-    }
-}
-
-fn cluster_role_binding(
-    ws: &Workspace,
-    role_name: String,
-    subjects: Vec<RbacSubject>,
-) -> ClusterRoleBinding {
-    ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(role_name.clone()),
-            labels: Some(child_labels(&ws.name_any())),
-            owner_references: Some(owner_reference(ws)),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_string()),
-            kind: "ClusterRole".to_string(),
-            name: role_name,
-        },
-        subjects: Some(subjects),
-    }
-}
-
 fn desired(inputs: &Inputs<'_>, namespace: &str, adopted: bool) -> Desired {
     let ws = inputs.workspace;
     let name = ws.name_any();
     let owners = owner_subjects(ws, inputs.organization);
     let mut binding_labels = child_labels(&name);
     binding_labels.insert(labels::ACCESS.to_string(), "owner".to_string());
-    let (owner_role, owner_role_binding) =
-        owner_access(ws, inputs.organization, inputs.owner_members);
     Desired {
         namespace: namespace_metadata(ws, namespace, adopted),
         adopted,
@@ -447,14 +332,6 @@ fn desired(inputs: &Inputs<'_>, namespace: &str, adopted: bool) -> Desired {
             },
             subjects: Some(owners.clone()),
         },
-        reader_role: cluster_role(ws, reader_role_name(&name), &["get"]),
-        reader_binding: cluster_role_binding(
-            ws,
-            reader_role_name(&name),
-            member_subjects(inputs.members),
-        ),
-        owner_role,
-        owner_role_binding,
         defaults: super::defaults::build(inputs.organization, namespace, &child_labels(&name)),
     }
 }
@@ -514,8 +391,6 @@ mod tests {
             organization: org,
             namespace: ns,
             is_provisioned: &is_provisioned,
-            members: &[],
-            owner_members: &[],
             user_limit,
         })
     }

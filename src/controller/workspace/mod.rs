@@ -1,5 +1,7 @@
-//! The Workspace controller: each Workspace becomes a namespace, the owner's
-//! Owner role in it, and access to the Workspace object itself.
+//! The Workspace controller: each Workspace becomes a namespace and the
+//! owner's Owner role in it. (Access to the Workspace object itself needs no
+//! per-workspace object: the install's roles and the `workspace-access`
+//! admission policy decide it from the requester's identity.)
 //!
 //! observe (the cached world) -> validate and build ([`build::plan`], pure)
 //! -> apply (only what differs) -> status (only when it changed).
@@ -25,10 +27,7 @@ use self::build::{Blocked, Desired, Plan};
 use super::apply::{apply, apply_if_changed, delete_if_present, needs_write};
 use super::{Action, Context, ReconcileError, labels};
 use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
-use crate::api::{
-    MemberPhase, Subject, Workspace, WorkspaceMember, WorkspacePhase, WorkspaceRole,
-    WorkspaceStatus,
-};
+use crate::api::{Workspace, WorkspacePhase, WorkspaceStatus};
 use crate::config::FIELD_MANAGER;
 
 /// Metric label of this controller.
@@ -111,56 +110,37 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     let namespace_name = ws.spec.effective_namespace(&name).to_string();
     let namespace = ctx.world.namespaces.get(&ObjectRef::new(&namespace_name));
     let is_provisioned = |w: &Workspace| holds_namespace(&ctx, w);
-    let mut inputs = build::Inputs {
+    let inputs = build::Inputs {
         workspace: &ws,
         all: &all,
         organization: organization.as_deref(),
         namespace: namespace.as_deref(),
         is_provisioned: &is_provisioned,
-        members: &[],
-        owner_members: &[],
         user_limit: ctx.config.workspace_limit_per_user(),
     };
-    // Members count only in a namespace the Workspace is entitled to: one it
-    // holds or adopts in this pass (the plan decides; a namespace not yet
-    // created, or not yet seen, has none that count). Then they are the
-    // members the member controller grants, so the Workspace's access and
-    // count are final in the pass that provisions it. A blocked Workspace
-    // keeps access only for the Owner members proven Active in a namespace
-    // it holds (members of a namespace someone else holds are theirs).
-    let entitled = namespace.is_some() && matches!(build::plan(&inputs), Plan::Provision(_));
-    let (members, owner_members) = if entitled {
-        let granted = super::member::granted(&ctx, &ws, &namespace_name);
-        let owners = granted.iter().filter(|m| is_owner_member(m));
-        (
-            granted.iter().map(|m| m.spec.subject.clone()).collect(),
-            owners.map(|m| m.spec.subject.clone()).collect(),
-        )
-    } else if holds_namespace(&ctx, &ws) {
-        (
-            Vec::new(),
-            active_members(&ctx, &namespace_name, is_owner_member),
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    inputs.members = &members;
-    inputs.owner_members = &owner_members;
     let plan = build::plan(&inputs);
+    // Members count only in a namespace the Workspace holds or adopts in this
+    // pass; then they are the members the member controller grants, so the
+    // count is final in the pass that provisions the Workspace.
+    let members = match &plan {
+        Plan::Provision(_) if namespace.is_some() => {
+            super::member::granted(&ctx, &ws, &namespace_name).len()
+        }
+        _ => 0,
+    };
     let outcome = match &plan {
         Plan::Provision(desired) => provision(desired, &ctx).await,
-        // Blocked: nothing in the namespace, but the owners keep access to
-        // the Workspace object (an Organization that does not exist has no
-        // admins to give it to).
-        Plan::Blocked(_)
-            if ws.spec.owner.kind == crate::api::AccountKind::User || organization.is_some() =>
-        {
-            let (role, binding) = build::owner_access(&ws, organization.as_deref(), &owner_members);
-            apply_access(&role, &binding, &ctx).await.map(|()| false)
-        }
         Plan::Blocked(_) => Ok(false),
     };
-    let status = compute_status(&ws, &plan, outcome.as_ref().err(), members.len());
+    // Whatever the plan, access to the Workspace object comes from the
+    // install's constant roles: per-workspace ClusterRoles of earlier
+    // versions go.
+    let outcome = match outcome {
+        Ok(created) => remove_legacy_access(&ws, &ctx).await.map(|()| created),
+        failed => failed,
+    };
+    let holds = holds_namespace(&ctx, &ws);
+    let status = compute_status(&ws, &plan, outcome.as_ref().err(), members, holds);
     write_status(&ws, status, &ctx).await?;
     if let (Plan::Provision(desired), Ok(true)) = (&plan, &outcome) {
         // After the status, so the event is not on the way to Ready.
@@ -174,26 +154,6 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         .await;
     }
     outcome.map(|_| Action::await_change())
-}
-
-/// Whether a member holds the built-in Owner role.
-fn is_owner_member(m: &WorkspaceMember) -> bool {
-    m.spec.cluster_role_name().is_none() && m.spec.role == Some(WorkspaceRole::Owner)
-}
-
-/// Subjects of the Active WorkspaceMembers in `namespace` that `pick` selects.
-fn active_members(
-    ctx: &Context,
-    namespace: &str,
-    pick: impl Fn(&WorkspaceMember) -> bool,
-) -> Vec<Subject> {
-    ctx.world
-        .members_in(namespace)
-        .iter()
-        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Active))
-        .filter(|m| pick(m))
-        .map(|m| m.spec.subject.clone())
-        .collect()
 }
 
 /// Whether `ws` holds its namespace: the namespace carries its UID.
@@ -246,19 +206,11 @@ async fn set_finalizers(
 /// event before it writes into the namespace.
 const NAMESPACE_SEEN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Applies each child whose cached copy differs from the desired one. Three
-/// independent chains run at once: the namespace then what lives in it, and
-/// each per-workspace ClusterRole then its binding. Returns whether the
-/// namespace was created.
+/// Applies each child whose cached copy differs from the desired one: the
+/// namespace, then what lives in it. Returns whether the namespace was
+/// created.
 async fn provision(desired: &Desired, ctx: &Context) -> Result<bool, Error> {
-    // Joined, not short-circuited: one chain failing must not cancel the
-    // others' writes in flight (the retry would make them again).
-    let (created, reader, owner) = futures::join!(
-        provision_namespace(desired, ctx),
-        apply_access(&desired.reader_role, &desired.reader_binding, ctx),
-        apply_access(&desired.owner_role, &desired.owner_role_binding, ctx),
-    );
-    reader.and(owner).and(created)
+    provision_namespace(desired, ctx).await
 }
 
 /// The namespace, then the owner's RoleBinding and the organization defaults
@@ -406,40 +358,49 @@ async fn namespace_seen(ctx: &Context, desired: &Namespace) {
     }
 }
 
-/// Applies a per-workspace ClusterRole and its binding where they differ
-/// from the cache.
-async fn apply_access(
-    role: &ClusterRole,
-    binding: &ClusterRoleBinding,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let world = &ctx.world;
-    apply_if_changed(
-        ctx,
-        CONTROLLER,
-        "clusterroles",
-        &world.cluster_roles,
-        &Api::all(ctx.client.clone()),
-        role,
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind: "ClusterRole",
-        source,
-    })?;
-    apply_if_changed(
-        ctx,
-        CONTROLLER,
-        "clusterrolebindings",
-        &world.cluster_role_bindings,
-        &Api::all(ctx.client.clone()),
-        binding,
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind: "ClusterRoleBinding",
-        source,
-    })?;
+/// Deletes the per-workspace ClusterRoles and ClusterRoleBindings that
+/// earlier versions of the operator created for `ws` (an upgrade's
+/// migration; on a cluster without them this reads the cache and writes
+/// nothing). Only objects the operator's cache holds (its managed-by label)
+/// under the Workspace's own names and owned by its UID are deleted, each
+/// with a UID precondition.
+async fn remove_legacy_access(ws: &Workspace, ctx: &Context) -> Result<(), Error> {
+    let Some(uid) = ws.uid() else { return Ok(()) };
+    let owned = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        refs.iter().any(|r| r.uid == uid)
+    };
+    for name in build::legacy_access_names(&ws.name_any()) {
+        if let Some(binding) = ctx.world.cluster_role_bindings.get(&ObjectRef::new(&name))
+            && owned(binding.owner_references())
+        {
+            ctx.metrics.write(CONTROLLER, "clusterrolebindings");
+            delete_if_present(
+                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+                &name,
+                binding.uid(),
+            )
+            .await
+            .map_err(|source| Error::Delete {
+                kind: "ClusterRoleBinding",
+                source,
+            })?;
+        }
+        if let Some(role) = ctx.world.cluster_roles.get(&ObjectRef::new(&name))
+            && owned(role.owner_references())
+        {
+            ctx.metrics.write(CONTROLLER, "clusterroles");
+            delete_if_present(
+                &Api::<ClusterRole>::all(ctx.client.clone()),
+                &name,
+                role.uid(),
+            )
+            .await
+            .map_err(|source| Error::Delete {
+                kind: "ClusterRole",
+                source,
+            })?;
+        }
+    }
     Ok(())
 }
 
@@ -492,6 +453,7 @@ fn compute_status(
     plan: &Plan,
     failure: Option<&Error>,
     members: usize,
+    holds_namespace: bool,
 ) -> WorkspaceStatus {
     let previous = ws.status.clone().unwrap_or_default();
     let generation = ws.meta().generation;
@@ -524,7 +486,7 @@ fn compute_status(
                 ConditionStatus::True,
                 reason::PROVISIONED,
                 format!(
-                    "{} holds the Owner role; {members} active members can read the workspace.",
+                    "{} holds the Owner role; {members} members are active.",
                     ws.spec.owner
                 ),
             );
@@ -585,6 +547,12 @@ fn compute_status(
                     reason,
                     message.clone(),
                 );
+            }
+            // status.namespace names only a namespace the Workspace holds:
+            // the workspace-access admission policy lets the Owners of that
+            // namespace edit the Workspace.
+            if !holds_namespace {
+                status.namespace = None;
             }
             if *stalled {
                 set(
@@ -656,7 +624,7 @@ async fn crd_terminating(ctx: &Context) -> Result<bool, Error> {
 
 /// Deletion: with `Delete`, remove the namespace the operator created and wait
 /// until it is gone; otherwise remove only what the operator added. Then drop
-/// the per-workspace access and the finalizer. Never wedges: a namespace that
+/// the finalizer. Never wedges: a namespace that
 /// is gone or was never created is simply skipped.
 async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     if !ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
@@ -729,40 +697,7 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         retain(ws, ns, ctx).await?;
     }
 
-    // The access objects also carry an ownerReference to the Workspace;
-    // deleting them here takes the access away before the Workspace is gone.
-    for role in [
-        build::reader_role_name(&name),
-        build::owner_role_name(&name),
-    ] {
-        let key = ObjectRef::new(&role);
-        if let Some(binding) = ctx.world.cluster_role_bindings.get(&key) {
-            ctx.metrics.write(CONTROLLER, "clusterrolebindings");
-            delete_if_present(
-                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-                &role,
-                binding.uid(),
-            )
-            .await
-            .map_err(|source| Error::Delete {
-                kind: "ClusterRoleBinding",
-                source,
-            })?;
-        }
-        if let Some(cluster_role) = ctx.world.cluster_roles.get(&ObjectRef::new(&role)) {
-            ctx.metrics.write(CONTROLLER, "clusterroles");
-            delete_if_present(
-                &Api::<ClusterRole>::all(ctx.client.clone()),
-                &role,
-                cluster_role.uid(),
-            )
-            .await
-            .map_err(|source| Error::Delete {
-                kind: "ClusterRole",
-                source,
-            })?;
-        }
-    }
+    remove_legacy_access(ws, ctx).await?;
     let finalizers: Vec<String> = ws
         .finalizers()
         .iter()
