@@ -10,6 +10,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::api::PodSecurityLevel;
+
 /// The single server-side-apply field manager every write of the operator uses.
 pub const FIELD_MANAGER: &str = "workspace-operator";
 
@@ -138,6 +140,18 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
+    /// The Pod Security Standard enforced in workspace namespaces
+    /// (`baseline`, `restricted` or `privileged`), unless the owning
+    /// Organization's `workspaceDefaults.podSecurity` (which only platform
+    /// admins set) says otherwise.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_POD_SECURITY",
+        default_value = "baseline",
+        value_parser = parse_pod_security
+    )]
+    pub pod_security: PodSecurityLevel,
+
     /// Comma-separated custom ClusterRoles that a WorkspaceMember may name,
     /// besides the built-in workspace roles (empty: only the built-in ones).
     #[arg(
@@ -163,6 +177,7 @@ impl Default for Config {
             lease_namespace: DEFAULT_NAMESPACE.to_owned(),
             operator_namespace: DEFAULT_NAMESPACE.to_owned(),
             log_format: LogFormat::Plain,
+            pod_security: PodSecurityLevel::Baseline,
             assignable_cluster_roles: Vec::new(),
         }
     }
@@ -253,6 +268,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 
 /// Validates one entry of `--assignable-cluster-roles`: a non-empty RBAC
 /// object name (surrounding spaces are ignored).
+/// A Pod Security Standard level, by the name Pod Security Admission uses.
+fn parse_pod_security(input: &str) -> Result<PodSecurityLevel, String> {
+    serde_json::from_value(serde_json::Value::String(input.to_owned())).map_err(|_| {
+        format!("{input:?} is not a Pod Security level: use baseline, restricted or privileged")
+    })
+}
+
 fn parse_role_name(input: &str) -> Result<String, String> {
     let name = input.trim();
     if name.is_empty() {

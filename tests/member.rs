@@ -230,7 +230,7 @@ const MATRIX: &[(&str, &str, Scope, [bool; 5])] = &[
     ("list",   "workspacemembers.workspaces.dev",        Scope::Workspace,            [true,  true,  true,  true,  false]),
     ("create", "workspacemembers.workspaces.dev",        Scope::Workspace,            [true,  false, false, false, false]),
     ("delete", "workspacemembers.workspaces.dev",        Scope::Workspace,            [true,  false, false, false, false]),
-    // Every authenticated user reads a Workspace by name (the install's
+    // Every authenticated user reads Workspaces (the install's
     // workspaces:workspace-reader); the workspace-access admission policy
     // lets only those who `administer` workspaces in its namespace (Owners)
     // change or delete it (tests/access.rs tries that with kubectl).
@@ -238,7 +238,7 @@ const MATRIX: &[(&str, &str, Scope, [bool; 5])] = &[
     ("get",    "workspaces.workspaces.dev",              Scope::OtherWorkspaceObject, [true,  true,  true,  true,  true ]),
     ("administer", "workspaces.workspaces.dev",          Scope::Workspace,            [true,  false, false, false, false]),
     ("administer", "workspaces.workspaces.dev",          Scope::Other,                [false, false, false, false, false]),
-    ("list",   "workspaces.workspaces.dev",              Scope::Cluster,              [false, false, false, false, false]),
+    ("list",   "workspaces.workspaces.dev",              Scope::Cluster,              [true,  true,  true,  true,  true ]),
     ("list",   "pods",                                   Scope::Other,                [false, false, false, false, false]),
     ("get",    "secrets",                                Scope::Other,                [false, false, false, false, false]),
     ("list",   "pods",                                   Scope::Cluster,              [false, false, false, false, false]),

@@ -27,7 +27,7 @@ pub use member::{
 };
 pub use organization::{
     Organization, OrganizationLimits, OrganizationSpec, OrganizationStatus, OrganizationSubject,
-    OrganizationSubjectKind, WorkspaceDefaults,
+    OrganizationSubjectKind, PodSecurityLevel, WorkspaceDefaults,
 };
 pub use transfer::{
     AffectedSubject, Approval, TransferApprovals, TransferImpact, TransferPhase, WorkspaceTransfer,

@@ -145,6 +145,39 @@ pub struct WorkspaceDefaults {
     /// ingress from other namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_isolation: Option<bool>,
+
+    /// The Pod Security Standard enforced in every workspace namespace
+    /// (label `pod-security.kubernetes.io/enforce`): `baseline` or
+    /// `restricted`, or `privileged` to enforce nothing. Absent: the
+    /// operator's `--pod-security` setting (default `baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecurityLevel>,
+}
+
+/// A Pod Security Standard level, as Pod Security Admission names it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    /// No restriction: privileged pods, host namespaces and hostPath allowed.
+    Privileged,
+    /// Known privilege escalations refused (privileged containers, host
+    /// namespaces, hostPath, added capabilities, ...).
+    #[default]
+    Baseline,
+    /// Baseline, plus the hardening best practices (non-root, no privilege
+    /// escalation, seccomp, dropped capabilities).
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    /// The value of the `pod-security.kubernetes.io/enforce` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Privileged => "privileged",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Restricted => "restricted",
+        }
+    }
 }
 
 /// The observed state of an Organization, written by the operator.

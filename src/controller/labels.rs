@@ -59,8 +59,13 @@ pub fn is_label_value(value: &str) -> bool {
                 && value.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
 
+/// Pod Security Admission's enforce label, which the operator sets on every
+/// workspace namespace.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
 /// Every label and annotation key the operator sets on what it creates.
 pub const OPERATOR_KEYS: &[&str] = &[
+    POD_SECURITY_ENFORCE,
     WORKSPACE,
     MEMBER,
     WORKSPACE_UID,

@@ -12,7 +12,9 @@ use kube::api::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::api::conditions::reason;
-use crate::api::{AccountKind, Organization, OrganizationSubjectKind, Workspace, WorkspaceRole};
+use crate::api::{
+    AccountKind, Organization, OrganizationSubjectKind, PodSecurityLevel, Workspace, WorkspaceRole,
+};
 use crate::controller::labels;
 
 /// Name of the RoleBinding that gives the owner the Owner role in the namespace.
@@ -45,6 +47,8 @@ pub struct Inputs<'a> {
     pub is_provisioned: &'a (dyn Fn(&Workspace) -> bool + Sync),
     /// `--max-workspaces-per-user`, `None` for unlimited.
     pub user_limit: Option<u32>,
+    /// `--pod-security`: the level enforced unless the Organization says otherwise.
+    pub pod_security: PodSecurityLevel,
 }
 
 /// Why a Workspace is not provisioned (now).
@@ -271,11 +275,33 @@ fn owner_reference(ws: &Workspace) -> Vec<OwnerReference> {
     ws.controller_owner_ref(&()).into_iter().collect()
 }
 
+/// The Pod Security level of a Workspace's namespace: the owning
+/// Organization's `workspaceDefaults.podSecurity`, else the operator's setting.
+pub fn pod_security(
+    organization: Option<&Organization>,
+    fallback: PodSecurityLevel,
+) -> PodSecurityLevel {
+    organization
+        .and_then(|o| o.spec.workspace_defaults.as_ref())
+        .and_then(|d| d.pod_security)
+        .unwrap_or(fallback)
+}
+
 /// The namespace metadata the operator keeps: labels naming the workspace,
-/// owner and handle, and the annotation proving which Workspace created it.
-pub fn namespace_metadata(ws: &Workspace, namespace: &str, adopted: bool) -> Namespace {
+/// owner and handle, the Pod Security level it enforces, and the annotation
+/// proving which Workspace created it.
+pub fn namespace_metadata(
+    ws: &Workspace,
+    namespace: &str,
+    adopted: bool,
+    pod_security: PodSecurityLevel,
+) -> Namespace {
     let name = ws.name_any();
     let mut labels_ = child_labels(&name);
+    labels_.insert(
+        labels::POD_SECURITY_ENFORCE.to_string(),
+        pod_security.as_str().to_string(),
+    );
     let mut annotations = BTreeMap::from([(
         labels::WORKSPACE_UID.to_string(),
         ws.uid().unwrap_or_default(),
@@ -315,7 +341,12 @@ fn desired(inputs: &Inputs<'_>, namespace: &str, adopted: bool) -> Desired {
     let mut binding_labels = child_labels(&name);
     binding_labels.insert(labels::ACCESS.to_string(), "owner".to_string());
     Desired {
-        namespace: namespace_metadata(ws, namespace, adopted),
+        namespace: namespace_metadata(
+            ws,
+            namespace,
+            adopted,
+            pod_security(inputs.organization, inputs.pod_security),
+        ),
         adopted,
         owner_binding: RoleBinding {
             metadata: ObjectMeta {
@@ -392,6 +423,7 @@ mod tests {
             namespace: ns,
             is_provisioned: &is_provisioned,
             user_limit,
+            pod_security: PodSecurityLevel::Baseline,
         })
     }
 
@@ -562,7 +594,7 @@ mod tests {
     #[test]
     fn owner_names_that_are_not_label_values_become_annotations() {
         let w = ws("w", AccountRef::user("alice@example.com"), Some("prod"), 0);
-        let ns = namespace_metadata(&w, "w", false);
+        let ns = namespace_metadata(&w, "w", false, PodSecurityLevel::Baseline);
         assert_eq!(
             ns.annotations().get(labels::OWNER).map(String::as_str),
             Some("alice@example.com")
@@ -579,7 +611,7 @@ mod tests {
             Some("uid-w")
         );
         let w = ws("w", AccountRef::user("alice"), None, 0);
-        let ns = namespace_metadata(&w, "w", false);
+        let ns = namespace_metadata(&w, "w", false, PodSecurityLevel::Baseline);
         assert_eq!(
             ns.labels().get(labels::OWNER).map(String::as_str),
             Some("alice")

@@ -212,6 +212,7 @@ mod tests {
             }),
             limit_range: None,
             network_isolation: Some(true),
+            pod_security: None,
         });
         let d = build(Some(&org), "acme-prod", &labels);
         let quota = d.quota.expect("quota");

@@ -117,6 +117,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         namespace: namespace.as_deref(),
         is_provisioned: &is_provisioned,
         user_limit: ctx.config.workspace_limit_per_user(),
+        pod_security: ctx.config.pod_security,
     };
     let plan = build::plan(&inputs);
     // Members count only in a namespace the Workspace holds or adopts in this
