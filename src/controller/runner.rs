@@ -248,9 +248,11 @@ pub async fn run<K, R, Fut, E>(
             let Some(at) = queue.start() else { break };
             let Some(obj) = cache.get(&at) else {
                 // Deleted since it was queued: nothing to reconcile.
+                ctx.written.forget(&at);
                 queue.finish(&at, Ended::Succeeded(None));
                 continue;
             };
+            ctx.written.observe(&*obj);
             let run = reconcile(obj.clone(), ctx.clone());
             in_flight.push(async move { (at, obj, run.await) });
         }
