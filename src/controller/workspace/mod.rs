@@ -417,24 +417,21 @@ fn refused_by_confinement(err: &kube::Error) -> bool {
 }
 
 /// Waits (at most [`NAMESPACE_SEEN_TIMEOUT`]) until the cached namespace
-/// carries the desired Workspace UID annotation. Past the timeout the writes
-/// go ahead; a refusal is retried like any failed write.
+/// carries the desired Workspace UID annotation, woken by the namespace
+/// watch's changes. Past the timeout the writes go ahead; a refusal is
+/// retried like any failed write.
 async fn namespace_seen(ctx: &Context, desired: &Namespace) {
-    let name = desired.name_any();
     let want = desired
         .annotations()
         .get(labels::WORKSPACE_UID)
         .map(String::as_str);
-    let seen = || {
-        ctx.world
-            .namespaces
-            .get(&ObjectRef::new(&name))
-            .is_some_and(|ns| labels::carries_uid(&*ns, want))
-    };
-    let deadline = tokio::time::Instant::now() + NAMESPACE_SEEN_TIMEOUT;
-    while !seen() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let at = ObjectRef::new(&desired.name_any());
+    ctx.world
+        .namespaces
+        .wait_for(&at, NAMESPACE_SEEN_TIMEOUT, |ns| {
+            labels::carries_uid(ns, want)
+        })
+        .await;
 }
 
 /// Applies a per-workspace ClusterRole and its binding where they differ
