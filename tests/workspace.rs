@@ -624,3 +624,65 @@ async fn provisioning_records_namespace_created_and_ready_events() {
         "one event per change, reported by the operator"
     );
 }
+
+/// Adding the finalizer from a cached copy of the Workspace that has changed
+/// since fails the write's resourceVersion precondition (409 Conflict): the
+/// operator reconciles the newer copy, and no reconcile fails for it.
+#[tokio::test]
+async fn a_stale_copy_when_adding_the_finalizer_is_reconciled_again_not_a_failure() {
+    let admin = setup().await;
+    let plane = support::plane();
+    let op = support::operator::operator();
+    let api: Api<Workspace> = Api::all(admin.clone());
+    let mut names = Vec::new();
+    let mut conflicted = false;
+    // The conflict is a race with the operator's first reconcile: a few
+    // Workspaces make sure it is met at least once.
+    while !conflicted && names.len() < 10 {
+        let name = support::unique("stale-finalizer");
+        let _dump = support::dump_on_failure(&[&name]);
+        let mark = plane.audit_mark();
+        let owner = format!("{name}@example.com");
+        apply(&admin, workspace(&name, "User", &owner, json!({}))).await;
+        // Someone changes the Workspace while the operator adds its finalizer.
+        for n in 0..40 {
+            let touch = json!({"metadata": {"labels": {"touched": n.to_string()}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&touch))
+                .await
+                .expect("label the workspace");
+        }
+        let ws = wait_ready(&admin, &name, "True", Some("Provisioned"), TIMEOUT).await;
+        assert!(
+            ws.finalizers()
+                .iter()
+                .any(|f| f == "workspaces.dev/cleanup"),
+            "{name} has no finalizer"
+        );
+        conflicted = plane
+            .requests_since(mark, support::operator::OPERATOR_USER)
+            .iter()
+            .any(|r| {
+                r.verb == "patch"
+                    && r.resource == "workspaces"
+                    && r.subresource.is_empty()
+                    && r.name == name
+                    && r.code == 409
+            });
+        names.push(name);
+    }
+    assert!(
+        conflicted,
+        "no finalizer write of the operator met a newer Workspace in {} tries",
+        names.len()
+    );
+    for name in &names {
+        assert_eq!(
+            op.failures("workspace", "", name),
+            Vec::<String>::new(),
+            "reconciles of {name} failed"
+        );
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete the workspace");
+    }
+}

@@ -38,6 +38,9 @@ struct Shared {
     dictionary: OnceLock<Box<[u8]>>,
     /// True once a complete list has been cached.
     ready: tokio::sync::watch::Sender<bool>,
+    /// Counts the changes applied (an object added, changed or deleted, a
+    /// list swapped in): what [`Cache::wait_for`] wakes on.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Read side of a compact cache. Cloning shares the same cache.
@@ -69,6 +72,7 @@ pub fn cache<K>() -> (Cache<K>, Writer<K>) {
             objects: RwLock::default(),
             dictionary: OnceLock::new(),
             ready: tokio::sync::watch::Sender::new(false),
+            changes: tokio::sync::watch::Sender::new(0),
         }),
         kind: PhantomData,
     };
@@ -182,6 +186,30 @@ where
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
+    /// Waits until the object at `at` is cached and `check` holds for it, at
+    /// most `timeout`; returns whether it did. The object is read again only
+    /// when a change is applied to the cache, never polled.
+    pub async fn wait_for(
+        &self,
+        at: &ObjectRef<K>,
+        timeout: std::time::Duration,
+        check: impl Fn(&K) -> bool,
+    ) -> bool {
+        // Subscribed before the first look, so no change in between is missed.
+        let mut changes = self.shared.changes.subscribe();
+        let holds = || self.get(at).is_some_and(|obj| check(&obj));
+        let wait = async {
+            while !holds() {
+                // The sender lives as long as this cache.
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
     /// Bytes held by the encoded objects (not counting the map itself).
     pub fn encoded_bytes(&self) -> usize {
         self.read().values().map(|blob| blob.len()).sum()
@@ -233,10 +261,12 @@ where
             Event::Apply(obj) => {
                 if let Some(blob) = self.cache.encode(obj) {
                     self.write().insert(key_of(obj), blob);
+                    self.changed();
                 }
             }
             Event::Delete(obj) => {
                 self.write().remove(&key_of(obj));
+                self.changed();
             }
             Event::Init => self.listing = Some(Objects::new()),
             Event::InitApply(obj) => {
@@ -250,9 +280,18 @@ where
                 let mut listed = self.listing.take().unwrap_or_default();
                 listed.shrink_to_fit();
                 *self.write() = listed;
+                self.changed();
                 self.cache.shared.ready.send_replace(true);
             }
         }
+    }
+
+    /// Wakes whoever waits for a change ([`Cache::wait_for`]).
+    fn changed(&self) {
+        self.cache
+            .shared
+            .changes
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
@@ -410,5 +449,53 @@ mod tests {
             .await
             .expect("ready after the list")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_an_object_ends_with_the_change_that_brings_it() {
+        let (cache, mut writer) = cache::<RoleBinding>();
+        let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waiting = tokio::spawn({
+            let (cache, checks) = (cache.clone(), checks.clone());
+            async move {
+                let long = std::time::Duration::from_secs(3600);
+                cache
+                    .wait_for(&at("a", "owner"), long, |rb| {
+                        checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        rb.subjects.iter().flatten().any(|s| s.name == "bob")
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        writer.apply(&Event::Apply(binding("b", "owner", "bob")));
+        writer.apply(&Event::Apply(binding("a", "owner", "alice")));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        writer.apply(&Event::Apply(binding("a", "owner", "bob")));
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the change ends the wait")
+            .unwrap();
+        assert!(seen);
+        // Read once per change at most, never in between.
+        assert!(checks.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_an_object_that_never_comes_gives_up_without_polling() {
+        let (cache, mut writer) = cache::<RoleBinding>();
+        writer.apply(&Event::Apply(binding("a", "owner", "alice")));
+        let checks = std::sync::atomic::AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let seen = cache
+            .wait_for(&at("a", "owner"), std::time::Duration::from_secs(2), |_| {
+                checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                false
+            })
+            .await;
+        assert!(!seen);
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+        assert_eq!(checks.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

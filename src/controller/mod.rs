@@ -48,23 +48,33 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes events.
     pub events: events::Events,
-    /// The statuses this process wrote last, by object UID (a hash of each,
-    /// timestamps left out): the cache can lag behind the operator's own
-    /// write, and a reconcile in that window must not write the same status
-    /// again.
+    /// The statuses this process wrote that the cache does not show yet (a
+    /// hash of each, timestamps left out): the cache can lag behind the
+    /// operator's own write, and a reconcile in that window must not write
+    /// the same status again.
     pub written: WrittenStatuses,
 }
 
-/// Hashes of the statuses the operator wrote last, with the resourceVersion
-/// each write produced, by object UID.
+/// The statuses the operator wrote that its cache does not show yet, by
+/// object (kind, namespace and name): each with the object's UID, a hash of
+/// the status and the resourceVersion the write produced.
+///
+/// An entry lives only while the cache lags behind the write: the runner
+/// drops it when it reads the object from the cache at that version or
+/// later (or a different object under the name), and when the object is no
+/// longer cached, so it holds at most one entry per object and is empty on a
+/// converged cluster.
 #[derive(Default)]
-pub struct WrittenStatuses(std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>);
+pub struct WrittenStatuses(std::sync::Mutex<std::collections::HashMap<String, Written>>);
+
+/// One status write the cache has not shown yet.
+struct Written {
+    uid: String,
+    hash: u64,
+    version: u64,
+}
 
 impl WrittenStatuses {
-    /// Entries kept at most; past that the memory starts over (at worst one
-    /// repeated status write per object follows).
-    const MAX: usize = 100_000;
-
     /// A hash of `status` that ignores `lastTransitionTime`.
     fn fingerprint<S: serde::Serialize>(status: &S) -> u64 {
         use std::hash::{Hash, Hasher};
@@ -80,33 +90,95 @@ impl WrittenStatuses {
         hasher.finish()
     }
 
-    /// Whether this process wrote `status` for `uid` last and the cached
-    /// object (at `cached_version`) is older than that write. When the cache
-    /// has caught up, or someone wrote after the operator, the cache decides.
-    pub fn already<S: serde::Serialize>(
-        &self,
-        uid: &str,
-        status: &S,
-        cached_version: Option<&str>,
-    ) -> bool {
-        let Some(cached) = cached_version.and_then(|v| v.parse::<u64>().ok()) else {
-            return false;
-        };
-        let seen = self.0.lock().map(|m| m.get(uid).copied()).unwrap_or(None);
-        seen.is_some_and(|(hash, written)| cached < written && hash == Self::fingerprint(status))
+    fn key<K: kube::Resource<DynamicType = ()>>(namespace: Option<&str>, name: &str) -> String {
+        format!("{}/{}/{name}", K::kind(&()), namespace.unwrap_or_default())
     }
 
-    /// Records that `status` was written for `uid`, producing `version`.
-    pub fn record<S: serde::Serialize>(&self, uid: &str, status: &S, version: Option<&str>) {
-        let Some(version) = version.and_then(|v| v.parse::<u64>().ok()) else {
+    fn key_of<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+        let meta = obj.meta();
+        Self::key::<K>(
+            meta.namespace.as_deref(),
+            meta.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Written>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The resourceVersion of `obj` as a number (the operator compares the
+    /// versions of one object, as kube-apiserver with etcd hands them out).
+    fn version_of<K: kube::Resource>(obj: &K) -> Option<u64> {
+        obj.meta().resource_version.as_deref()?.parse().ok()
+    }
+
+    /// Whether this process wrote `status` for `cached` last and the cached
+    /// copy is older than that write. When the cache has caught up, or
+    /// someone wrote after the operator, the cache decides.
+    pub fn already<K, S>(&self, cached: &K, status: &S) -> bool
+    where
+        K: kube::Resource<DynamicType = ()>,
+        S: serde::Serialize,
+    {
+        let Some(version) = Self::version_of(cached) else {
+            return false;
+        };
+        let uid = cached.meta().uid.as_deref().unwrap_or_default();
+        self.entries().get(&Self::key_of(cached)).is_some_and(|w| {
+            w.uid == uid && version < w.version && w.hash == Self::fingerprint(status)
+        })
+    }
+
+    /// Records that `status` was written for `obj`, producing `written` (the
+    /// object the API server returned).
+    pub fn record<K, S>(&self, obj: &K, status: &S, written: &K)
+    where
+        K: kube::Resource<DynamicType = ()>,
+        S: serde::Serialize,
+    {
+        let (Some(version), Some(uid)) = (Self::version_of(written), obj.meta().uid.clone()) else {
             return;
         };
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= Self::MAX {
-                map.clear();
-            }
-            map.insert(uid.to_string(), (Self::fingerprint(status), version));
+        let hash = Self::fingerprint(status);
+        self.entries()
+            .insert(Self::key_of(obj), Written { uid, hash, version });
+    }
+
+    /// The cache holds `cached`: the write recorded for it is forgotten once
+    /// the cache shows it (the cached resourceVersion reached the written
+    /// one) or the name now holds another object.
+    pub fn observe<K: kube::Resource<DynamicType = ()>>(&self, cached: &K) {
+        let key = Self::key_of(cached);
+        let mut entries = self.entries();
+        let Some(w) = entries.get(&key) else {
+            return;
+        };
+        let other = cached.meta().uid.as_deref() != Some(w.uid.as_str());
+        if other || Self::version_of(cached).is_none_or(|v| v >= w.version) {
+            entries.remove(&key);
         }
+    }
+
+    /// The object at `at` is no longer cached (deleted): its write is
+    /// forgotten.
+    pub fn forget<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        at: &kube::runtime::reflector::ObjectRef<K>,
+    ) {
+        self.entries()
+            .remove(&Self::key::<K>(at.namespace.as_deref(), &at.name));
+    }
+
+    /// How many writes the cache does not show yet.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether the cache shows every status write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -229,11 +301,7 @@ where
     S: serde::Serialize,
 {
     use kube::ResourceExt;
-    let uid = obj.uid().unwrap_or_default();
-    if ctx
-        .written
-        .already(&uid, change.status, obj.resource_version().as_deref())
-    {
+    if ctx.written.already(obj, change.status) {
         return Ok(());
     }
     let body = serde_json::json!({
@@ -246,8 +314,7 @@ where
     let written = api
         .patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&body))
         .await?;
-    ctx.written
-        .record(&uid, change.status, written.resource_version().as_deref());
+    ctx.written.record(obj, change.status, &written);
     if let Some((type_, reason, message)) = ready_event(change.previous, change.current) {
         publish(ctx, controller, obj, type_, &reason, message).await;
     }
@@ -358,23 +425,65 @@ mod tests {
         assert_eq!(Arc::strong_count(&alive), 1);
     }
 
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector::ObjectRef;
     use serde_json::json;
 
     fn status(time: &str) -> serde_json::Value {
         json!({"phase": "Active", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": time}]})
     }
 
+    /// The object `name` (UID `uid-<name>`) as cached at `version`.
+    fn object(name: &str, version: &str) -> ConfigMap {
+        let mut obj = ConfigMap::default();
+        obj.metadata.name = Some(name.into());
+        obj.metadata.namespace = Some("ns".into());
+        obj.metadata.uid = Some(format!("uid-{name}"));
+        obj.metadata.resource_version = Some(version.into());
+        obj
+    }
+
     #[test]
     fn a_stale_cache_does_not_write_the_same_status_twice() {
         let written = WrittenStatuses::default();
-        written.record("uid", &status("t1"), Some("10"));
+        written.record(&object("a", "9"), &status("t1"), &object("a", "10"));
         // The cache still shows version 9: same status (other timestamp) is skipped.
-        assert!(written.already("uid", &status("t2"), Some("9")));
+        assert!(written.already(&object("a", "9"), &status("t2")));
         // A different status is written.
-        assert!(!written.already("uid", &json!({"phase": "Blocked"}), Some("9")));
+        assert!(!written.already(&object("a", "9"), &json!({"phase": "Blocked"})));
         // Once the cache caught up (or someone wrote after), the cache decides.
-        assert!(!written.already("uid", &status("t2"), Some("10")));
-        assert!(!written.already("uid", &status("t2"), Some("12")));
-        assert!(!written.already("other", &status("t2"), Some("9")));
+        assert!(!written.already(&object("a", "10"), &status("t2")));
+        assert!(!written.already(&object("a", "12"), &status("t2")));
+        assert!(!written.already(&object("b", "9"), &status("t2")));
+        // Another object under the same name.
+        let mut again = object("a", "9");
+        again.metadata.uid = Some("uid-new".into());
+        assert!(!written.already(&again, &status("t2")));
+    }
+
+    #[test]
+    fn a_write_is_forgotten_once_the_cache_shows_it_or_the_object_is_gone() {
+        let written = WrittenStatuses::default();
+        for name in ["a", "b", "c"] {
+            written.record(&object(name, "9"), &status("t1"), &object(name, "10"));
+        }
+        assert_eq!(written.len(), 3);
+        // The cache lags: kept.
+        written.observe(&object("a", "9"));
+        assert_eq!(written.len(), 3);
+        // The cache shows the write, or a later version: forgotten.
+        written.observe(&object("a", "10"));
+        written.observe(&object("b", "11"));
+        assert_eq!(written.len(), 1);
+        assert!(!written.already(&object("a", "9"), &status("t1")));
+        // Deleted: forgotten.
+        written.forget(&ObjectRef::<ConfigMap>::new("c").within("ns"));
+        assert!(written.is_empty());
+        // A name that now holds another object forgets the old one's write.
+        written.record(&object("d", "9"), &status("t1"), &object("d", "10"));
+        let mut recreated = object("d", "3");
+        recreated.metadata.uid = Some("uid-new".into());
+        written.observe(&recreated);
+        assert!(written.is_empty());
     }
 }

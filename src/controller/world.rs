@@ -178,15 +178,14 @@ impl Router {
         }
     }
 
-    /// The workspace that a namespace belongs to: by its label, or else the
-    /// Workspace that names it (a namespace about to be created, adopted, or
-    /// one whose label someone removed).
-    fn workspaces_of_namespace(&self, namespace: &str) -> Vec<String> {
-        let labelled = self
-            .world
-            .namespaces
-            .get(&ObjectRef::new(namespace))
-            .and_then(|ns| ns.labels().get(labels::WORKSPACE).cloned());
+    /// The Workspaces that a namespace belongs to: those `named` (by the
+    /// namespace's own metadata), and those whose spec names it (a namespace
+    /// about to be created, adopted, or one whose label someone removed).
+    fn workspaces_of_namespace(
+        &self,
+        namespace: &str,
+        named: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
         let mut names: Vec<String> = self
             .world
             .workspaces_naming(namespace)
@@ -194,7 +193,7 @@ impl Router {
             .filter(|ws| ws.spec.effective_namespace(&ws.name_any()) == namespace)
             .map(|ws| ws.name_any())
             .collect();
-        if let Some(name) = labelled {
+        for name in named {
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -240,9 +239,11 @@ impl Router {
         }
     }
 
+    /// Routed from the event's own copy of the namespace: after a deletion
+    /// the cache no longer holds it.
     fn on_namespace(&self, ns: &PartialObjectMeta<Namespace>) {
         let name = ns.name_any();
-        for ws in self.workspaces_of_namespace(&name) {
+        for ws in self.workspaces_of_namespace(&name, named_by(ns)) {
             self.workspace(&ws);
         }
         self.members_in(&name, |_| true);
@@ -255,7 +256,9 @@ impl Router {
         let Some(ns) = changed.namespace() else {
             return;
         };
-        for name in self.workspaces_of_namespace(&ns) {
+        let cached = self.world.namespaces.get(&ObjectRef::new(&ns));
+        let named = cached.as_deref().map(named_by).unwrap_or_default();
+        for name in self.workspaces_of_namespace(&ns, named) {
             self.workspace(&name);
         }
         self.member(&ns, &changed.name_any());
@@ -304,6 +307,19 @@ impl Router {
             self.organization(name);
         }
     }
+}
+
+/// The Workspaces a namespace's own metadata names: its workspace label and
+/// an admin's adoption request.
+fn named_by(ns: &PartialObjectMeta<Namespace>) -> Vec<String> {
+    [
+        ns.labels().get(labels::WORKSPACE),
+        ns.annotations().get(labels::ADOPT),
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect()
 }
 
 impl World {
@@ -768,5 +784,46 @@ mod tests {
             names(&index.lookup(&cache, &index::in_namespace("b"))),
             ["new"]
         );
+    }
+
+    /// A World with nothing cached, and no watch behind it.
+    fn empty_world() -> World {
+        World {
+            workspaces: cache::cache().0,
+            organizations: cache::cache().0,
+            members: cache::cache().0,
+            namespaces: cache::cache().0,
+            role_bindings: cache::cache().0,
+            cluster_roles: cache::cache().0,
+            cluster_role_bindings: cache::cache().0,
+            assignable_roles: cache::cache().0,
+            quotas: cache::cache().0,
+            limit_ranges: cache::cache().0,
+            network_policies: cache::cache().0,
+            workspace_index: Index::new(index::workspace_keys),
+            member_index: Index::new(index::member_keys),
+            role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
+        }
+    }
+
+    #[test]
+    fn a_deleted_namespace_is_routed_to_the_workspace_its_label_names() {
+        let (to_workspaces, mut workspaces) = unbounded();
+        let router = Router {
+            world: empty_world(),
+            to_workspaces,
+            to_members: unbounded().0,
+            to_organizations: unbounded().0,
+        };
+        // The delete event's copy: the cache has dropped the namespace
+        // already, and no cached Workspace names it in its spec.
+        let mut ns = PartialObjectMeta::<Namespace>::default();
+        ns.metadata.name = Some("team-ns".into());
+        ns.metadata.labels = Some([(labels::WORKSPACE.to_string(), "team".to_string())].into());
+        router.on_namespace(&ns);
+        let routed: Vec<String> = std::iter::from_fn(|| workspaces.try_recv().ok())
+            .map(|at| at.name)
+            .collect();
+        assert_eq!(routed, ["team"]);
     }
 }

@@ -244,6 +244,21 @@ impl Operator {
             .collect()
     }
 
+    /// The reasons of the reconciles of `namespace/name` by `controller`
+    /// that failed, oldest first (the operator logs every failure).
+    pub fn failures(&self, controller: &str, namespace: &str, name: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(" reconcile failed"))
+            .filter(|l| {
+                log_field(l, "controller") == Some(controller)
+                    && log_field(l, "namespace").unwrap_or_default() == namespace
+                    && log_field(l, "name") == Some(name)
+            })
+            .map(|l| log_field(l, "reason").unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Waits until `controller` has reconciled `namespace/name` as of
     /// `resource_version` or later: anything that reconcile wrote has been
     /// written.

@@ -91,9 +91,10 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     if ws.meta().deletion_timestamp.is_some() {
         return cleanup(&ws, &ctx).await;
     }
-    if !ensure_finalizer(&ws, &ctx).await? {
-        // The Workspace is gone already: provision nothing for it.
-        return Ok(Action::await_change());
+    if let Some(done) = ensure_finalizer(&ws, &ctx).await? {
+        // The Workspace is gone, or changed since it was cached: provision
+        // nothing for this copy of it.
+        return Ok(done);
     }
 
     // Handles and limits are per owner: the owner's workspaces are all a
@@ -167,38 +168,68 @@ fn holds_namespace(ctx: &Context, ws: &Workspace) -> bool {
         .is_some_and(|n| labels::carries_uid(&*n, ws.uid().as_deref()))
 }
 
-/// Adds the cleanup finalizer; `false` when the Workspace no longer exists.
-async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<bool, Error> {
+/// Adds the cleanup finalizer. `Some` when the reconcile ends here, with
+/// what follows: the Workspace is gone, or the cached copy is stale.
+async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<Option<Action>, Error> {
     if ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
-        return Ok(true);
+        return Ok(None);
     }
     let mut finalizers = ws.finalizers().to_vec();
     finalizers.push(labels::FINALIZER.to_string());
-    set_finalizers(ws, finalizers, ctx).await
+    Ok(match set_finalizers(ws, finalizers, ctx).await? {
+        Finalizers::Written => None,
+        Finalizers::Gone => Some(Action::await_change()),
+        Finalizers::Stale => Some(Action::requeue(STALE_REQUEUE)),
+    })
 }
 
-/// Sets the Workspace's finalizers; `false` when the Workspace is gone.
+/// What writing a Workspace's finalizers came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Finalizers {
+    /// They are written.
+    Written,
+    /// The Workspace is gone.
+    Gone,
+    /// The cached copy is older than the Workspace (the write's
+    /// resourceVersion precondition failed, often right after the operator's
+    /// own write): the newer version's watch event reconciles it again.
+    Stale,
+}
+
+/// When to reconcile again after a write refused for a stale cached copy,
+/// should the watch event of the newer version not come first (it cancels
+/// this).
+const STALE_REQUEUE: Duration = Duration::from_secs(1);
+
+/// Sets the Workspace's finalizers.
 async fn set_finalizers(
     ws: &Workspace,
     finalizers: Vec<String>,
     ctx: &Context,
-) -> Result<bool, Error> {
+) -> Result<Finalizers, Error> {
     // The resourceVersion makes the merge patch conditional: a concurrent
     // change to the finalizers fails it instead of being overwritten.
     let patch =
         json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
     let api: Api<Workspace> = Api::all(ctx.client.clone());
     ctx.metrics.write(CONTROLLER, "workspaces");
-    match api
+    let written = api
         .patch(
             &ws.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        .await;
+    finalizers_written(written.map(drop))
+}
+
+/// What the outcome of a finalizer write means: a 409 Conflict is a stale
+/// cached copy to reconcile again, not a failure.
+fn finalizers_written(written: Result<(), kube::Error>) -> Result<Finalizers, Error> {
+    match written {
+        Ok(()) => Ok(Finalizers::Written),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Finalizers::Gone),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Finalizers::Stale),
         Err(err) => Err(Error::Finalizer(err)),
     }
 }
@@ -339,24 +370,21 @@ fn refused_by_confinement(err: &kube::Error) -> bool {
 }
 
 /// Waits (at most [`NAMESPACE_SEEN_TIMEOUT`]) until the cached namespace
-/// carries the desired Workspace UID annotation. Past the timeout the writes
-/// go ahead; a refusal is retried like any failed write.
+/// carries the desired Workspace UID annotation, woken by the namespace
+/// watch's changes. Past the timeout the writes go ahead; a refusal is
+/// retried like any failed write.
 async fn namespace_seen(ctx: &Context, desired: &Namespace) {
-    let name = desired.name_any();
     let want = desired
         .annotations()
         .get(labels::WORKSPACE_UID)
         .map(String::as_str);
-    let seen = || {
-        ctx.world
-            .namespaces
-            .get(&ObjectRef::new(&name))
-            .is_some_and(|ns| labels::carries_uid(&*ns, want))
-    };
-    let deadline = tokio::time::Instant::now() + NAMESPACE_SEEN_TIMEOUT;
-    while !seen() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let at = ObjectRef::new(&desired.name_any());
+    ctx.world
+        .namespaces
+        .wait_for(&at, NAMESPACE_SEEN_TIMEOUT, |ns| {
+            labels::carries_uid(ns, want)
+        })
+        .await;
 }
 
 /// Deletes the per-workspace ClusterRoles and ClusterRoleBindings that
@@ -705,7 +733,9 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         .filter(|f| *f != labels::FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(ws, finalizers, ctx).await?;
+    if set_finalizers(ws, finalizers, ctx).await? == Finalizers::Stale {
+        return Ok(Action::requeue(STALE_REQUEUE));
+    }
     Ok(Action::await_change())
 }
 
@@ -818,7 +848,7 @@ async fn retain(
 
 #[cfg(test)]
 mod tests {
-    use super::refused_by_confinement;
+    use super::{Error, Finalizers, finalizers_written, refused_by_confinement};
 
     fn api_error(code: u16, message: &str) -> kube::Error {
         let status: kube::core::Status = serde_json::from_value(serde_json::json!({
@@ -843,5 +873,18 @@ mod tests {
             409,
             "operator-confinement conflict"
         )));
+    }
+
+    #[test]
+    fn a_conflict_on_the_finalizers_is_a_stale_copy_not_a_failure() {
+        let outcome = |code| finalizers_written(Err(api_error(code, "refused")));
+        assert!(matches!(outcome(409), Ok(Finalizers::Stale)));
+        assert!(matches!(outcome(404), Ok(Finalizers::Gone)));
+        assert!(matches!(outcome(403), Err(Error::Finalizer(_))));
+        assert!(matches!(outcome(500), Err(Error::Finalizer(_))));
+        assert!(matches!(
+            finalizers_written(Ok(())),
+            Ok(Finalizers::Written)
+        ));
     }
 }
