@@ -119,8 +119,10 @@ pub struct Config {
     )]
     pub lease_namespace: String,
 
-    /// Namespace the operator runs in; no Workspace may use it
-    /// [default: $POD_NAMESPACE, else workspace-operator-system].
+    /// Namespace the operator runs in; no Workspace may use it (the
+    /// admission policies reserve it through the ConfigMap
+    /// workspace-operator-policy of this namespace, which the operator reads
+    /// at start) [default: $POD_NAMESPACE, else workspace-operator-system].
     #[arg(
         long,
         env = "WORKSPACE_OPERATOR_OPERATOR_NAMESPACE",
@@ -128,6 +130,23 @@ pub struct Config {
         hide_default_value = true
     )]
     pub operator_namespace: String,
+
+    /// At start, check that the admission policies' parameters
+    /// (ConfigMap workspace-operator-policy in the operator's namespace)
+    /// name this operator's identity and reserve its namespace, and refuse
+    /// to run otherwise. Turn off only for an operator run by a cluster
+    /// admin outside an install (the policies then confine nothing).
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_VERIFY_CONFINEMENT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub verify_confinement: bool,
 
     /// Log format [default: $LOG_FORMAT, else plain]. The level comes from
     /// RUST_LOG (default `info,kube=warn`).
@@ -176,6 +195,7 @@ impl Default for Config {
             lease_name: "workspace-operator".to_owned(),
             lease_namespace: DEFAULT_NAMESPACE.to_owned(),
             operator_namespace: DEFAULT_NAMESPACE.to_owned(),
+            verify_confinement: true,
             log_format: LogFormat::Plain,
             pod_security: PodSecurityLevel::Baseline,
             assignable_cluster_roles: Vec::new(),

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod confinement;
 pub mod controller;
 pub mod http;
 pub mod leader;

@@ -45,12 +45,19 @@ pub enum Error {
     Release(#[source] leader::Error),
     #[error("the controllers stopped unexpectedly")]
     ControllersStopped,
+    #[error("the admission policies do not confine this operator: {0}")]
+    Confinement(#[source] crate::confinement::Error),
 }
 
 /// Runs the operator until SIGTERM/SIGINT (`Ok`) or a fatal error.
 pub async fn run(config: Config) -> Result<(), Error> {
     let config = Arc::new(config);
     let client = client().await?;
+    if config.verify_confinement {
+        crate::confinement::verify(&client, &config.operator_namespace)
+            .await
+            .map_err(Error::Confinement)?;
+    }
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
 

@@ -226,7 +226,9 @@ const MATRIX: &[(&str, &str, Scope, [bool; 5])] = &[
     ("create", "deployments.apps",                       Scope::Workspace,            [true,  true,  false, false, false]),
     ("delete", "deployments.apps",                       Scope::Workspace,            [true,  true,  false, false, false]),
     ("list",   "deployments.apps",                       Scope::Workspace,            [true,  true,  true,  true,  false]),
-    ("create", "rolebindings.rbac.authorization.k8s.io", Scope::Workspace,            [true,  false, false, false, false]),
+    // Owners read RoleBindings but grant roles only through WorkspaceMembers.
+    ("list",   "rolebindings.rbac.authorization.k8s.io", Scope::Workspace,            [true,  false, false, false, false]),
+    ("create", "rolebindings.rbac.authorization.k8s.io", Scope::Workspace,            [false, false, false, false, false]),
     ("list",   "workspacemembers.workspaces.dev",        Scope::Workspace,            [true,  true,  true,  true,  false]),
     ("create", "workspacemembers.workspaces.dev",        Scope::Workspace,            [true,  false, false, false, false]),
     ("delete", "workspacemembers.workspaces.dev",        Scope::Workspace,            [true,  false, false, false, false]),

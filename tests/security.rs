@@ -834,9 +834,9 @@ async fn an_owner_cannot_grant_cluster_admin_or_admin() {
         )
         .await;
     }
-    // RBAC's own escalation check stops the direct route.
+    // Owners write no RoleBindings: the direct route is closed.
     let rbs: Api<RoleBinding> = Api::namespaced(inv.attacker.clone(), &ws);
-    for role in ["cluster-admin", "admin"] {
+    for role in ["cluster-admin", "admin", "workspaces:owner"] {
         inv.refused(
             &format!("an Owner binds {role} with a RoleBinding of their own"),
             post(
@@ -847,7 +847,7 @@ async fn an_owner_cannot_grant_cluster_admin_or_admin() {
             )
             .await,
             403,
-            "is attempting to grant RBAC permissions not currently held",
+            "cannot create resource \"rolebindings\"",
         )
         .await;
     }
@@ -1122,12 +1122,13 @@ async fn nobody_creates_a_workspace_for_another_user() {
         &fragment,
     )
     .await;
-    // Server-side apply is a PATCH, which self-provisioners do not hold.
+    // Server-side apply is a PATCH that creates: admission judges it as a
+    // creation.
     inv.refused(
         "a user server-side applies a Workspace owned by another user",
         server_side_apply(&api, theirs).await,
         403,
-        "cannot patch resource \"workspaces\"",
+        &fragment,
     )
     .await;
     assert!(
@@ -1163,7 +1164,7 @@ async fn only_organization_admins_create_its_workspaces() {
         "a non-admin server-side applies a Workspace of the organization",
         server_side_apply(&api, workspace(&name, "Organization", &org, json!({}))).await,
         403,
-        "cannot patch resource \"workspaces\"",
+        &format!("you are not an admin of the Organization {org}"),
     )
     .await;
     // Its admin may.
@@ -1227,9 +1228,18 @@ async fn reserved_names_and_namespaces_are_refused() {
         )
         .await,
         403,
-        "is reserved for the workspace operator itself",
+        "NamespaceReserved: namespace workspace-operator-system is reserved",
     )
     .await;
+    for infrastructure in ["cert-manager", "argocd", "flux-system", "kyverno"] {
+        inv.refused(
+            &format!("a Workspace named after the infrastructure namespace {infrastructure}"),
+            post(&api, workspace(infrastructure, "User", &mallory, json!({}))).await,
+            403,
+            &format!("NamespaceReserved: namespace {infrastructure} is reserved"),
+        )
+        .await;
+    }
     inv.refused(
         "a Workspace whose spec.namespace is the operator's namespace",
         post(
@@ -1243,7 +1253,7 @@ async fn reserved_names_and_namespaces_are_refused() {
         )
         .await,
         403,
-        "is reserved for the workspace operator itself",
+        "NamespaceReserved: namespace workspace-operator-system is reserved",
     )
     .await;
 }
@@ -1601,18 +1611,53 @@ async fn the_operators_rolebindings_are_restored_and_never_grant_more() {
         }
     };
 
-    // An Owner may edit bindings of workspace roles (RBAC lets them bind
-    // Owner), so the edit goes through; the operator puts it back.
-    rbs.patch(
-        OWNER_BINDING,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": owner},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": mallory},
-        ]})),
+    // An Owner reads the bindings of the workspace but writes none: every
+    // grant goes through a WorkspaceMember.
+    let widened = json!({"subjects": [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": owner},
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": mallory},
+    ]});
+    inv.refused(
+        "an Owner widens the owner binding",
+        rbs.patch(
+            OWNER_BINDING,
+            &PatchParams::default(),
+            &Patch::Merge(widened.clone()),
+        )
+        .await,
+        403,
+        "cannot patch resource \"rolebindings\"",
     )
-    .await
-    .expect("an Owner may edit the subjects of an Owner binding");
+    .await;
+    inv.refused(
+        "an Owner deletes the owner binding",
+        rbs.delete(OWNER_BINDING, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        403,
+        "cannot delete resource \"rolebindings\"",
+    )
+    .await;
+    let mut own = original.clone();
+    own.metadata = serde_json::from_value(json!({"name": "mine"})).unwrap();
+    inv.refused(
+        "an Owner binds the Owner role directly",
+        rbs.create(&PostParams::default(), &own).await,
+        403,
+        "cannot create resource \"rolebindings\"",
+    )
+    .await;
+
+    // Whoever can write it (a cluster admin) widens it: the operator puts it
+    // back.
+    admin_rbs
+        .patch(
+            OWNER_BINDING,
+            &PatchParams::default(),
+            &Patch::Merge(widened),
+        )
+        .await
+        .expect("a cluster admin widens the owner binding");
     restored("the owner binding's subjects to be restored").await;
     wait_for_no_access(&mallory, &ws).await;
     inv.hold("the owner binding was widened and restored").await;
@@ -1620,35 +1665,23 @@ async fn the_operators_rolebindings_are_restored_and_never_grant_more() {
         .hold("the owner binding was widened and restored")
         .await;
 
-    inv.refused(
-        "an Owner points the owner binding at cluster-admin",
-        rbs.patch(
-            OWNER_BINDING,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"roleRef": {"name": "cluster-admin"}})),
-        )
-        .await,
-        403,
-        "is attempting to grant RBAC permissions not currently held",
-    )
+    // Deleted and created again under the same name with another role (the
+    // roleRef cannot be changed in place): the operator replaces it.
+    let mut viewer = original.clone();
+    viewer.metadata = serde_json::from_value(json!({"name": OWNER_BINDING})).unwrap();
+    viewer.role_ref.name = "workspaces:viewer".to_string();
+    support::wait_for("a binding to another role under the operator's name", TIMEOUT, || async {
+        // The operator may recreate its binding between the two requests;
+        // then try again.
+        let _ = admin_rbs.delete(OWNER_BINDING, &DeleteParams::default()).await;
+        admin_rbs
+            .create(&PostParams::default(), &viewer)
+            .await
+            .ok()
+            .map(drop)
+    })
     .await;
-    inv.refused(
-        "an Owner points the owner binding at another workspace role",
-        rbs.patch(
-            OWNER_BINDING,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"roleRef": {"name": "workspaces:viewer"}})),
-        )
-        .await,
-        422,
-        "roleRef: Invalid value",
-    )
-    .await;
-
-    rbs.delete(OWNER_BINDING, &DeleteParams::default())
-        .await
-        .expect("an Owner may delete an Owner binding");
-    restored("the owner binding to be recreated").await;
+    restored("the owner binding to be replaced with the Owner role").await;
     wait_can(
         &owner,
         &[],
@@ -1658,11 +1691,8 @@ async fn the_operators_rolebindings_are_restored_and_never_grant_more() {
         None,
     )
     .await;
-    inv.hold("the owner binding was deleted and recreated")
-        .await;
-    outsider
-        .hold("the owner binding was deleted and recreated")
-        .await;
+    inv.hold("the owner binding was replaced").await;
+    outsider.hold("the owner binding was replaced").await;
     let now = admin_rbs.get(OWNER_BINDING).await.unwrap();
     assert_eq!(now.subjects, original.subjects);
     assert_eq!(now.role_ref, original.role_ref);

@@ -115,9 +115,13 @@ pub mod reason {
     pub const COMPLETED: &str = "Completed";
     /// A call to the API server failed; the operator retries.
     pub const API_ERROR: &str = "ApiError";
+    /// An Organization being deleted still owns Workspaces: its deletion
+    /// waits until they are deleted or transferred.
+    pub const WORKSPACES_REMAIN: &str = "WorkspacesRemain";
 
     /// Every reason of this API.
     pub const ALL: &[&str] = &[
+        WORKSPACES_REMAIN,
         PROVISIONED,
         PROVISIONING,
         NAMESPACE_CONFLICT,

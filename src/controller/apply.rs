@@ -52,6 +52,54 @@ where
     }
 }
 
+/// What writing an object's finalizers came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finalizers {
+    /// They are written.
+    Written,
+    /// The object is gone.
+    Gone,
+    /// The cached copy is older than the object (the write's
+    /// resourceVersion precondition failed, often right after the operator's
+    /// own write): the newer version's watch event reconciles it again.
+    Stale,
+}
+
+/// Sets `object`'s finalizers with a merge patch conditional on the cached
+/// copy's resourceVersion, so a concurrent change to the finalizers fails
+/// the write instead of being overwritten. A 409 Conflict is a stale cached
+/// copy, not a failure.
+pub async fn set_finalizers<K>(
+    api: &Api<K>,
+    object: &K,
+    finalizers: Vec<String>,
+) -> Result<Finalizers, kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}
+    });
+    let written = api
+        .patch(
+            &object.name_any(),
+            &kube::api::PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await;
+    finalizers_written(written.map(drop))
+}
+
+/// What the outcome of a finalizer write means.
+fn finalizers_written(written: Result<(), kube::Error>) -> Result<Finalizers, kube::Error> {
+    match written {
+        Ok(()) => Ok(Finalizers::Written),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Finalizers::Gone),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Finalizers::Stale),
+        Err(err) => Err(err),
+    }
+}
+
 fn contains_all(
     actual: Option<&BTreeMap<String, String>>,
     desired: Option<&BTreeMap<String, String>>,
@@ -97,6 +145,13 @@ fn metadata_matches<A: Resource, D: Resource>(actual: &A, desired: &D) -> bool {
 pub trait UpToDate<Desired = Self> {
     /// True when applying `desired` would change nothing the operator owns.
     fn up_to_date(&self, desired: &Desired) -> bool;
+
+    /// True when the cached object differs from `desired` in a field the API
+    /// server never lets change (a binding's `roleRef`): it must be deleted
+    /// and created again, not applied.
+    fn must_be_replaced(&self, _desired: &Desired) -> bool {
+        false
+    }
 }
 
 impl UpToDate<Namespace> for PartialObjectMeta<Namespace> {
@@ -112,6 +167,10 @@ impl UpToDate for RoleBinding {
             && self.subjects.clone().unwrap_or_default()
                 == desired.subjects.clone().unwrap_or_default()
     }
+
+    fn must_be_replaced(&self, desired: &Self) -> bool {
+        self.role_ref != desired.role_ref
+    }
 }
 
 impl UpToDate for ClusterRoleBinding {
@@ -120,6 +179,10 @@ impl UpToDate for ClusterRoleBinding {
             && self.role_ref == desired.role_ref
             && self.subjects.clone().unwrap_or_default()
                 == desired.subjects.clone().unwrap_or_default()
+    }
+
+    fn must_be_replaced(&self, desired: &Self) -> bool {
+        self.role_ref != desired.role_ref
     }
 }
 
@@ -205,8 +268,33 @@ where
     if !needs_write(cached.as_deref(), desired) {
         return Ok(false);
     }
+    if let Some(cached) = cached.as_deref().filter(|c| c.must_be_replaced(desired)) {
+        // A binding someone re-created under the operator's name with
+        // another role: the roleRef cannot be changed in place.
+        ctx.metrics.write(controller, resource);
+        delete_if_present(api, &cached.name_any(), cached.uid()).await?;
+    }
     ctx.metrics.write(controller, resource);
-    apply(api, desired).await?;
+    match apply(api, desired).await {
+        // Refused as invalid: an object the cache does not hold (it lacks the
+        // operator's label) may sit under the name with a field that cannot
+        // change. Replace it when that is so; otherwise report the refusal.
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            let live = api.get_opt(&desired.name_any()).await?;
+            match live.filter(|l| l.must_be_replaced(desired)) {
+                Some(live) => {
+                    ctx.metrics.write(controller, resource);
+                    delete_if_present(api, &live.name_any(), live.uid()).await?;
+                    ctx.metrics.write(controller, resource);
+                    apply(api, desired).await?;
+                }
+                None => return Err(kube::Error::Api(status)),
+            }
+        }
+        result => {
+            result?;
+        }
+    }
     Ok(true)
 }
 
@@ -247,6 +335,23 @@ mod tests {
         }
     }
 
+    fn api_error(code: u16) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": "refused"}))
+                .expect("a Status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_conflict_on_the_finalizers_is_a_stale_copy_not_a_failure() {
+        let outcome = |code| finalizers_written(Err(api_error(code)));
+        assert!(matches!(outcome(409), Ok(Finalizers::Stale)));
+        assert!(matches!(outcome(404), Ok(Finalizers::Gone)));
+        assert!(outcome(403).is_err());
+        assert!(outcome(500).is_err());
+        assert!(matches!(finalizers_written(Ok(())), Ok(Finalizers::Written)));
+    }
+
     #[test]
     fn equal_binding_needs_no_write() {
         let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
@@ -273,6 +378,18 @@ mod tests {
         let changed_label = binding(&[(labels::WORKSPACE, "other")], &["alice"]);
         assert!(needs_write(Some(&added_subject), &desired));
         assert!(needs_write(Some(&changed_label), &desired));
+    }
+
+    #[test]
+    fn a_binding_to_another_role_is_replaced_not_applied() {
+        let desired = binding(&[(labels::WORKSPACE, "w")], &["alice"]);
+        let mut other_role = desired.clone();
+        other_role.role_ref.name = "workspaces:viewer".into();
+        assert!(needs_write(Some(&other_role), &desired));
+        assert!(other_role.must_be_replaced(&desired));
+        let mut other_subject = desired.clone();
+        other_subject.subjects = None;
+        assert!(!other_subject.must_be_replaced(&desired));
     }
 
     #[test]

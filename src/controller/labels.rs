@@ -47,6 +47,11 @@ pub fn carries_uid<K: kube::Resource>(namespace: &K, uid: Option<&str>) -> bool 
 /// Finalizer that lets the operator clean up before a Workspace goes away.
 pub const FINALIZER: &str = "workspaces.dev/cleanup";
 
+/// Finalizer on every Organization: its deletion waits until it owns no
+/// Workspace, so Workspaces are never left with an owner that is gone (and
+/// never pass to a new Organization of the same name).
+pub const ORGANIZATION_FINALIZER: &str = "workspaces.dev/workspaces";
+
 /// Whether `value` is a valid Kubernetes label value: at most 63 characters,
 /// alphanumerics with `-`, `_` or `.` inside.
 pub fn is_label_value(value: &str) -> bool {

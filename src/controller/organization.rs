@@ -18,7 +18,7 @@ use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::apply::apply_if_changed;
+use super::apply::{Finalizers, apply_if_changed};
 use super::{Action, Context, labels};
 use crate::api::conditions::{self, NewCondition, reason};
 use crate::api::{
@@ -50,6 +50,9 @@ pub enum Error {
     /// Writing status failed.
     #[error("writing status failed: {0}")]
     Status(#[source] kube::Error),
+    /// Adding or removing the finalizer failed.
+    #[error("updating the finalizer failed: {0}")]
+    Finalizer(#[source] kube::Error),
 }
 
 impl super::ReconcileError for Error {
@@ -58,6 +61,7 @@ impl super::ReconcileError for Error {
         match self {
             Error::Apply { .. } => "ApplyFailed",
             Error::Status(_) => "StatusFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
         }
     }
 }
@@ -175,10 +179,18 @@ pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Organi
 
 async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let owned = ctx
+        .world
+        .workspaces_of_owner(&AccountRef::organization(org.name_any()));
     if org.meta().deletion_timestamp.is_some() {
-        // The admin role and binding carry an ownerReference: garbage
-        // collection removes them with the Organization.
-        return Ok(Action::await_change());
+        return deleting(&org, &owned, &ctx).await;
+    }
+    if !has_finalizer(&org) {
+        let mut finalizers = org.finalizers().to_vec();
+        finalizers.push(labels::ORGANIZATION_FINALIZER.to_string());
+        if let Some(action) = set_finalizers(&org, finalizers, &ctx).await? {
+            return Ok(action);
+        }
     }
     let world = &ctx.world;
     let api = Api::all(ctx.client.clone());
@@ -211,30 +223,102 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
     })?;
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let owned = ctx
-        .world
-        .workspaces_of_owner(&AccountRef::organization(org.name_any()));
-    let status = compute_status(&org, &owned, &now);
-    let previous = org.status.clone().unwrap_or_default();
-    if !same_status(&previous, &status) {
-        let api: Api<Organization> = Api::all(ctx.client.clone());
-        let change = super::StatusChange {
-            status: &status,
-            previous: &previous.conditions,
-            current: &status.conditions,
-        };
-        super::apply_status(
-            &ctx,
-            CONTROLLER,
-            "organizations/status",
-            &api,
-            &*org,
-            change,
-        )
-        .await
-        .map_err(Error::Status)?;
-    }
+    write_status(&org, compute_status(&org, &owned, &now), &ctx).await?;
     Ok(Action::await_change())
+}
+
+fn has_finalizer(org: &Organization) -> bool {
+    org.finalizers()
+        .iter()
+        .any(|f| f == labels::ORGANIZATION_FINALIZER)
+}
+
+/// Writes the finalizers; `Some(action)` when the reconcile should stop
+/// there (the Organization is gone, or the cached copy was stale).
+async fn set_finalizers(
+    org: &Organization,
+    finalizers: Vec<String>,
+    ctx: &Context,
+) -> Result<Option<Action>, Error> {
+    ctx.metrics.write(CONTROLLER, "organizations");
+    let written = super::apply::set_finalizers(&Api::all(ctx.client.clone()), org, finalizers)
+        .await
+        .map_err(Error::Finalizer)?;
+    Ok(match written {
+        Finalizers::Written => None,
+        Finalizers::Gone => Some(Action::await_change()),
+        Finalizers::Stale => Some(Action::requeue(std::time::Duration::from_secs(1))),
+    })
+}
+
+/// An Organization being deleted: it goes once it owns no Workspace (its
+/// admin role and binding carry an ownerReference, so garbage collection
+/// removes them with it); until then its status says what it waits for.
+async fn deleting(
+    org: &Organization,
+    owned: &[Arc<Workspace>],
+    ctx: &Context,
+) -> Result<Action, Error> {
+    if !has_finalizer(org) {
+        return Ok(Action::await_change());
+    }
+    // Workspaces being deleted count until they are gone: their cleanup
+    // may still need the organization's admins.
+    let remaining = owned.len();
+    if remaining == 0 {
+        let finalizers = org
+            .finalizers()
+            .iter()
+            .filter(|f| *f != labels::ORGANIZATION_FINALIZER)
+            .cloned()
+            .collect();
+        return Ok(set_finalizers(org, finalizers, ctx)
+            .await?
+            .unwrap_or_else(Action::await_change));
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    write_status(org, deletion_status(org, remaining, &now), ctx).await?;
+    Ok(Action::await_change())
+}
+
+/// The status of an Organization whose deletion waits for `remaining`
+/// Workspaces (pure).
+pub fn deletion_status(org: &Organization, remaining: usize, now: &Time) -> OrganizationStatus {
+    let mut status = org.status.clone().unwrap_or_default();
+    status.observed_generation = org.meta().generation;
+    let message = format!(
+        "Organization {} is being deleted and still owns {remaining} workspaces; delete them or move them \
+         to another owner with a WorkspaceTransfer, and the deletion completes.",
+        org.name_any()
+    );
+    conditions::set_condition(
+        &mut status.conditions,
+        NewCondition::new(conditions::READY, false, reason::WORKSPACES_REMAIN, message)
+            .observed_generation(org.meta().generation),
+        now,
+    );
+    status
+}
+
+/// Applies `status` when it says something new.
+async fn write_status(
+    org: &Organization,
+    status: OrganizationStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let previous = org.status.clone().unwrap_or_default();
+    if same_status(&previous, &status) {
+        return Ok(());
+    }
+    let api: Api<Organization> = Api::all(ctx.client.clone());
+    let change = super::StatusChange {
+        status: &status,
+        previous: &previous.conditions,
+        current: &status.conditions,
+    };
+    super::apply_status(ctx, CONTROLLER, "organizations/status", &api, org, change)
+        .await
+        .map_err(Error::Status)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::build::{Blocked, Desired, Plan};
-use super::apply::{apply, apply_if_changed, delete_if_present, needs_write};
+use super::apply::{Finalizers, apply, apply_if_changed, delete_if_present, needs_write};
 use super::{Action, Context, ReconcileError, labels};
 use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
 use crate::api::{Workspace, WorkspacePhase, WorkspaceStatus};
@@ -183,19 +183,6 @@ async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<Option<Action
     })
 }
 
-/// What writing a Workspace's finalizers came to.
-#[derive(Debug, PartialEq, Eq)]
-enum Finalizers {
-    /// They are written.
-    Written,
-    /// The Workspace is gone.
-    Gone,
-    /// The cached copy is older than the Workspace (the write's
-    /// resourceVersion precondition failed, often right after the operator's
-    /// own write): the newer version's watch event reconciles it again.
-    Stale,
-}
-
 /// When to reconcile again after a write refused for a stale cached copy,
 /// should the watch event of the newer version not come first (it cancels
 /// this).
@@ -207,31 +194,10 @@ async fn set_finalizers(
     finalizers: Vec<String>,
     ctx: &Context,
 ) -> Result<Finalizers, Error> {
-    // The resourceVersion makes the merge patch conditional: a concurrent
-    // change to the finalizers fails it instead of being overwritten.
-    let patch =
-        json!({"metadata": {"finalizers": finalizers, "resourceVersion": ws.resource_version()}});
-    let api: Api<Workspace> = Api::all(ctx.client.clone());
     ctx.metrics.write(CONTROLLER, "workspaces");
-    let written = api
-        .patch(
-            &ws.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await;
-    finalizers_written(written.map(drop))
-}
-
-/// What the outcome of a finalizer write means: a 409 Conflict is a stale
-/// cached copy to reconcile again, not a failure.
-fn finalizers_written(written: Result<(), kube::Error>) -> Result<Finalizers, Error> {
-    match written {
-        Ok(()) => Ok(Finalizers::Written),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Finalizers::Gone),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Finalizers::Stale),
-        Err(err) => Err(Error::Finalizer(err)),
-    }
+    super::apply::set_finalizers(&Api::all(ctx.client.clone()), ws, finalizers)
+        .await
+        .map_err(Error::Finalizer)
 }
 
 /// How long a pass that wrote the namespace waits for the namespace's watch
@@ -848,7 +814,7 @@ async fn retain(
 
 #[cfg(test)]
 mod tests {
-    use super::{Error, Finalizers, finalizers_written, refused_by_confinement};
+    use super::refused_by_confinement;
 
     fn api_error(code: u16, message: &str) -> kube::Error {
         let status: kube::core::Status = serde_json::from_value(serde_json::json!({
@@ -875,16 +841,4 @@ mod tests {
         )));
     }
 
-    #[test]
-    fn a_conflict_on_the_finalizers_is_a_stale_copy_not_a_failure() {
-        let outcome = |code| finalizers_written(Err(api_error(code, "refused")));
-        assert!(matches!(outcome(409), Ok(Finalizers::Stale)));
-        assert!(matches!(outcome(404), Ok(Finalizers::Gone)));
-        assert!(matches!(outcome(403), Err(Error::Finalizer(_))));
-        assert!(matches!(outcome(500), Err(Error::Finalizer(_))));
-        assert!(matches!(
-            finalizers_written(Ok(())),
-            Ok(Finalizers::Written)
-        ));
-    }
 }
