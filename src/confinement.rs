@@ -40,7 +40,11 @@ pub enum Error {
 
 /// What the ConfigMap must say for the operator `username` running in
 /// `namespace` (pure): it names `username`, and reserves `namespace`.
-pub fn check(data: Option<&std::collections::BTreeMap<String, String>>, username: &str, namespace: &str) -> Result<(), String> {
+pub fn check(
+    data: Option<&std::collections::BTreeMap<String, String>>,
+    username: &str,
+    namespace: &str,
+) -> Result<(), String> {
     let get = |key: &str| data.and_then(|d| d.get(key)).map(String::as_str);
     let named = get("operator").unwrap_or_default();
     if named != username {
@@ -100,13 +104,20 @@ mod tests {
     fn the_configmap_must_name_the_operator_and_reserve_its_namespace() {
         assert!(check(Some(&data(ME, "cert-manager, ops")), ME, "ops").is_ok());
         let other = check(
-            Some(&data("system:serviceaccount:workspace-operator-system:workspace-operator", "ops")),
+            Some(&data(
+                "system:serviceaccount:workspace-operator-system:workspace-operator",
+                "ops",
+            )),
             ME,
             "ops",
         )
         .expect_err("another identity");
-        assert!(other.contains("set `operator: system:serviceaccount:ops:workspace-operator`"), "{other}");
-        let unreserved = check(Some(&data(ME, "cert-manager")), ME, "ops").expect_err("not reserved");
+        assert!(
+            other.contains("set `operator: system:serviceaccount:ops:workspace-operator`"),
+            "{other}"
+        );
+        let unreserved =
+            check(Some(&data(ME, "cert-manager")), ME, "ops").expect_err("not reserved");
         assert!(unreserved.contains("reservedNamespaces"), "{unreserved}");
         assert!(check(None, ME, "ops").is_err());
     }

@@ -349,7 +349,10 @@ mod tests {
         assert!(matches!(outcome(404), Ok(Finalizers::Gone)));
         assert!(outcome(403).is_err());
         assert!(outcome(500).is_err());
-        assert!(matches!(finalizers_written(Ok(())), Ok(Finalizers::Written)));
+        assert!(matches!(
+            finalizers_written(Ok(())),
+            Ok(Finalizers::Written)
+        ));
     }
 
     #[test]

@@ -71,11 +71,12 @@ pub async fn run(settings: &Settings) -> WarmReport {
     let started = Instant::now();
     // The seed is preparation, not a measurement: no Lease to renew while
     // the API server is at its busiest.
-    let seeder =
-        block_in_place(|| Operator::start_as(
-                plane.kubeconfig(),
-                &["--leader-election=false", "--verify-confinement=false"],
-            ));
+    let seeder = block_in_place(|| {
+        Operator::start_as(
+            plane.kubeconfig(),
+            &["--leader-election=false", "--verify-confinement=false"],
+        )
+    });
     let seeded = tokio::select! {
         seeded = tracker.wait_until(timeout, Duration::from_millis(500), |s| {
             s.all_ready(&names, m, &prefix)

@@ -840,5 +840,4 @@ mod tests {
             "operator-confinement conflict"
         )));
     }
-
 }
