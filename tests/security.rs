@@ -17,6 +17,8 @@ mod support;
 
 #[path = "security/operator_matrix.rs"]
 mod operator_matrix;
+#[path = "security/tenants.rs"]
+mod tenants;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -1300,7 +1302,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
     .await;
     let message = wait_ready(&admin, &pointing, "False", "NamespaceConflict").await;
     assert!(
-        message.contains("already exists and was not created by this workspace"),
+        message.contains("is taken (this workspace did not create it)"),
         "{message}"
     );
     inv.hold("a Workspace points spec.namespace at another tenant's namespace")

@@ -205,7 +205,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             return Plan::Blocked(Blocked {
                 reason: reason::NAMESPACE_CONFLICT,
                 message: format!(
-                    "Namespace {namespace:?} already exists and was not created by this workspace; choose another spec.namespace, or have a cluster admin annotate it workspaces.dev/adopt={name}."
+                    "Namespace {namespace:?} is taken (this workspace did not create it); choose another spec.namespace, or have a cluster admin let this workspace adopt it with the annotation workspaces.dev/adopt={name}."
                 ),
                 stalled: true,
             });
