@@ -1319,7 +1319,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
     .await;
     let message = wait_ready(&admin, &team, "False", "NamespaceConflict").await;
     assert!(
-        message.contains(&format!("Namespace \"{team}\" already exists")),
+        message.contains(&format!("Namespace \"{team}\" is taken")),
         "{message}"
     );
     inv.hold("a Workspace named after an existing namespace")
@@ -1762,7 +1762,7 @@ async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
     .await;
     let message = wait_ready(&admin, &name, "False", "NamespaceConflict").await;
     assert!(
-        message.contains("was not created by this workspace"),
+        message.contains("this workspace did not create it"),
         "{message}"
     );
     inv.hold("a Workspace is created for a namespace with a forged UID")
@@ -1817,7 +1817,7 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
     .await;
     let message = wait_ready(&admin, &claim, "False", "NamespaceConflict").await;
     assert!(
-        message.contains("was not created by this workspace"),
+        message.contains("this workspace did not create it"),
         "{message}"
     );
     inv.hold("a Workspace claims a namespace annotated with another workspace's UID")

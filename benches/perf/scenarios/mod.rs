@@ -11,6 +11,7 @@
 //! operator's user; memory and CPU from /proc.
 
 pub mod audit;
+pub mod authz;
 pub mod calibrate;
 pub mod fixtures;
 pub mod process;
@@ -203,6 +204,9 @@ pub async fn calibration_only(settings: &Settings) -> calibrate::Calibration {
     .await
 }
 
+/// SubjectAccessReviews timed for each authorization-tax measurement.
+const AUTHZ_SAMPLES: usize = 500;
+
 /// Runs every scenario in order and returns the report, judged.
 pub async fn run(settings: &Settings) -> Report {
     let plane = block_in_place(support::plane);
@@ -215,6 +219,8 @@ pub async fn run(settings: &Settings) -> Report {
         about: about(settings),
         ..Report::default()
     };
+    eprintln!("perf: authorization tax before the population");
+    report.authorization.empty = authz::measure(&admin, AUTHZ_SAMPLES).await;
     let tracker;
     (tracker, report.setup_seconds) = set_up(&admin, &population, settings).await;
 
@@ -265,6 +271,8 @@ pub async fn run(settings: &Settings) -> Report {
     c.read_waits = process::read_waits(&apf_before, &apf_after);
     report.memory.peak_mib = first_proc.hwm_mib();
 
+    eprintln!("perf: authorization tax with the population converged");
+    report.authorization.populated = authz::measure(&admin, AUTHZ_SAMPLES).await;
     (report.idle, report.memory.steady) =
         watch_idle(plane, &admin, first_proc, settings.idle).await;
     report.memory.peak_mib = report.memory.peak_mib.max(first_proc.hwm_mib());

@@ -22,6 +22,7 @@ pub struct Report {
     pub churn: Churn,
     pub memory: Memory,
     pub calibration: Calibration,
+    pub authorization: super::authz::AuthorizationTax,
     pub targets: Vec<Target>,
 }
 
@@ -61,16 +62,17 @@ impl About {
 
 /// The design's minimum of object writes for one workspace with `members`
 /// members (events apart): the finalizer, the namespace, the owner
-/// RoleBinding, two ClusterRoles, two ClusterRoleBindings and the status;
-/// per member its RoleBinding and its status. See `docs/performance.md`.
+/// RoleBinding and the status; per member its RoleBinding and its status.
+/// No cluster-scoped object per workspace. See `docs/performance.md`.
 pub fn minimum_writes(members: usize) -> u64 {
-    8 + 2 * members as u64
+    4 + 2 * members as u64
 }
 
 /// The minimum for a population: every workspace's, and per owning
-/// Organization its admin ClusterRole, that role's binding and its status.
+/// Organization its finalizer, its admin ClusterRole, that role's binding
+/// and its status.
 pub fn minimum_population_writes(workspaces: usize, members: usize, organizations: usize) -> u64 {
-    workspaces as u64 * minimum_writes(members) + 3 * organizations as u64
+    workspaces as u64 * minimum_writes(members) + 4 * organizations as u64
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -253,6 +255,13 @@ impl Report {
             format!("= {:.2} (minimum)", c.minimum_writes_per_workspace),
             format!("{:.2}", c.writes_per_workspace),
             c.writes_per_workspace <= c.minimum_writes_per_workspace + 0.005,
+        );
+        let (p50, p99) = self.authorization.ratios();
+        targets.add(
+            "authorization tax (SAR, unrelated user)",
+            "<= 1.10x empty".into(),
+            format!("p50 {p50:.2}x, p99 {p99:.2}x"),
+            p50 <= 1.10,
         );
         targets.add(
             "converge efficiency",
@@ -476,6 +485,24 @@ impl Report {
                 l.failed_writes
             ),
         );
+        let a = &self.authorization;
+        let _ = writeln!(
+            out,
+            "authorization tax (SubjectAccessReview, unrelated user)"
+        );
+        for (what, q) in [
+            ("empty cluster", &a.empty),
+            ("population converged", &a.populated),
+        ] {
+            w(
+                &mut out,
+                &format!("{what}: p50 / p90 / p99"),
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms ({} samples, {} ClusterRoleBindings)",
+                    q.p50_ms, q.p90_ms, q.p99_ms, q.samples, q.cluster_role_bindings
+                ),
+            );
+        }
         let _ = writeln!(out, "member churn");
         for (what, ch) in [("add", &self.churn.add), ("remove", &self.churn.remove)] {
             w(
