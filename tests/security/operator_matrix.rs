@@ -434,6 +434,18 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             change: json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
         },
         Target {
+            // An access role that would aggregate into `admin`.
+            gvk: ("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            plural: "clusterroles",
+            namespace: None,
+            existing: support::unique("sec-matrix-role"),
+            new: json!({"metadata": {"name": format!("workspaces.dev:organization:{org}:admin"),
+                                     "labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+                        "rules": [{"apiGroups": ["workspaces.dev"], "resources": ["organizations"],
+                                   "resourceNames": [org], "verbs": ["get"]}]}),
+            change: json!({"metadata": {"labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}}),
+        },
+        Target {
             gvk: ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
             plural: "clusterrolebindings",
             namespace: None,
