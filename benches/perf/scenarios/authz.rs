@@ -86,3 +86,54 @@ pub async fn measure(admin: &Client, samples: usize) -> Quantiles {
         cluster_role_bindings: bindings,
     }
 }
+
+/// The tax at a size a cold converge cannot reach here: on a fresh plane,
+/// SubjectAccessReviews before, and after creating what `workspaces`
+/// workspaces of `per_organization` each hold cluster-wide: one
+/// Organization's admin ClusterRole and ClusterRoleBinding per
+/// Organization (the shape the operator writes), and nothing per Workspace
+/// or member. The authorizer's walk depends only on the bindings that
+/// exist, not on who wrote them.
+pub async fn at_scale(workspaces: usize, per_organization: usize, samples: usize) -> AuthorizationTax {
+    use futures::StreamExt;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use serde_json::json;
+
+    let plane = tokio::task::block_in_place(crate::support::plane);
+    let admin = plane.admin().await;
+    let empty = measure(&admin, samples).await;
+    let organizations = workspaces.div_ceil(per_organization.max(1));
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    futures::stream::iter(0..organizations)
+        .for_each_concurrent(16, |i| {
+            let (roles, bindings) = (roles.clone(), bindings.clone());
+            async move {
+                let name = format!("workspaces.dev:organization:bench-{i}:admin");
+                let role: ClusterRole = serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "rules": [{"apiGroups": ["workspaces.dev"], "resources": ["organizations"],
+                               "resourceNames": [format!("bench-{i}")],
+                               "verbs": ["get", "update", "patch", "administer"]}]
+                }))
+                .expect("a ClusterRole");
+                let binding: ClusterRoleBinding = serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "subjects": [
+                        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("admin-{i}@example.com")},
+                        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": format!("bench-{i}-admins")}
+                    ]
+                }))
+                .expect("a ClusterRoleBinding");
+                roles.create(&PostParams::default(), &role).await.expect("create the role");
+                bindings
+                    .create(&PostParams::default(), &binding)
+                    .await
+                    .expect("create the binding");
+            }
+        })
+        .await;
+    let populated = measure(&admin, samples).await;
+    AuthorizationTax { empty, populated }
+}
