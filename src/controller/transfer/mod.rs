@@ -429,11 +429,19 @@ async fn cancel(
         )
         .await;
     }
-    finish(t, ctx).await
+    // The grant goes with the transfer (garbage collection, through its
+    // ownerReference), so `kubectl delete` can watch the transfer go.
+    release(t, ctx).await
 }
 
 /// A final transfer keeps no grant and no finalizer.
 async fn finish(t: &WorkspaceTransfer, ctx: &Context) -> Result<Action, Error> {
+    revoke_grant(t, ctx).await?;
+    release(t, ctx).await
+}
+
+/// Deletes the transfer's read grant.
+async fn revoke_grant(t: &WorkspaceTransfer, ctx: &Context) -> Result<(), Error> {
     let name = build::grant_name(&t.name_any());
     let owned = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
         refs.iter().any(|r| Some(&r.uid) == t.uid().as_ref())
@@ -456,6 +464,11 @@ async fn finish(t: &WorkspaceTransfer, ctx: &Context) -> Result<Action, Error> {
             .await
             .map_err(Error::Grant)?;
     }
+    Ok(())
+}
+
+/// Removes the transfer's finalizer.
+async fn release(t: &WorkspaceTransfer, ctx: &Context) -> Result<Action, Error> {
     if t.finalizers().iter().any(|f| f == build::FINALIZER) {
         let keep: Vec<String> = t
             .finalizers()
