@@ -871,6 +871,7 @@ async fn rejection_and_cancellation_leave_the_workspace_where_it_was() {
             approved.clone(),
         ))
         .success();
+    wait_can_read(&carol, &refused).await;
     Kubectl::as_user(&carol, &[])
         .run(&["patch", "wst", &refused, "--type=merge", "-p",
                &json!({"spec": {"approvals": {"target": {"rejectedBy": carol, "comment": "Not now."}}}}).to_string()])
