@@ -502,9 +502,24 @@ async fn a_personal_workspace_moves_to_an_organization_with_members_of_every_kin
     Kubectl::as_user(&carol, &[])
         .run(&["get", "wst", &name])
         .success();
-    Kubectl::as_user(&alice, &[])
+    let described = Kubectl::as_user(&alice, &[])
         .run(&["describe", "wst", &name])
-        .success();
+        .success()
+        .stdout;
+    // What the page's impact list says, in `kubectl describe`.
+    for needle in [
+        "Members Losing Access",
+        "Service Accounts Losing Access",
+        "Owners Gaining Access",
+        dan.as_str(),
+        "everything in it (history, configuration, Secrets) are kept",
+        "its name does not change",
+    ] {
+        assert!(
+            described.contains(needle),
+            "describe lacks {needle:?}:\n{described}"
+        );
+    }
     Kubectl::as_user(&dan, &[])
         .run(&["get", "wst", &name])
         .refused(&["forbidden"]);
@@ -1156,4 +1171,106 @@ async fn killed_after(step: &str) {
     // Never re-run: the finalizer and grant are gone, and it stays Completed.
     wait_transfer(&name, "no finalizer", |t| t.finalizers().is_empty()).await;
     drop(second);
+}
+
+/// A transfer interrupted after `step`, its operator dead: the scenario's
+/// names, and the operator's log is where the test left it.
+struct Interrupted {
+    alice: String,
+    org: String,
+    ws: String,
+    name: String,
+}
+
+/// alice's workspace (with a Viewer member) on its way to a new
+/// Organization, the operator killed after `step`; no operator running.
+async fn interrupted_after(step: &str) -> Interrupted {
+    let id = support::unique("int");
+    let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
+    let org = format!("globex-{id}");
+    let ws = format!("i-{id}");
+    let mut op = own_operator(
+        &[],
+        &[("WORKSPACE_OPERATOR_FAULT_AFTER_TRANSFER_STEP", step)],
+    );
+    organization(&org, &[&carol], vec![], None).await;
+    workspace(&alice, &ws, "User", &alice, json!({})).await;
+    apply(
+        &as_user(&alice).await,
+        member(&ws, "dan", user("dan"), "Viewer"),
+    )
+    .await;
+    wait_member_phase(&ws, "dan", MemberPhase::Active).await;
+    let name = format!("{ws}-t");
+    let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
+    Kubectl::as_user(&alice, &[])
+        .create(&transfer(
+            &name,
+            &ws,
+            Some(("User", &alice)),
+            ("Organization", &org),
+            approved,
+        ))
+        .success();
+    patch_answer(&carol, &name, "target", "approvedBy")
+        .await
+        .success();
+    support::wait_for(
+        &format!("the operator to die after {step}"),
+        TIMEOUT,
+        || {
+            let exited = op.has_exited();
+            async move { exited.then_some(()) }
+        },
+    )
+    .await;
+    Interrupted {
+        alice,
+        org,
+        ws,
+        name,
+    }
+}
+
+#[tokio::test]
+async fn a_workspace_deleted_while_the_transfer_runs_fails_it() {
+    let _alone = alone().await;
+    let it = interrupted_after("Started").await;
+    Api::<Workspace>::all(as_user(&it.alice).await)
+        .delete(&it.ws, &DeleteParams::default())
+        .await
+        .expect("alice deletes her workspace");
+    let _op = own_operator(&[], &[]);
+    let t = wait_phase(&it.name, TransferPhase::Failed).await;
+    assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TransferFailed"));
+    wait_event(&it.name, "TransferFailed").await;
+}
+
+#[tokio::test]
+async fn a_target_deleted_after_the_owner_changed_puts_the_owner_back() {
+    let _alone = alone().await;
+    let it = interrupted_after("OwnerSwitched").await;
+    let moved = Api::<Workspace>::all(admin().await)
+        .get(&it.ws)
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.spec.owner.name, it.org,
+        "the operator died after changing the owner"
+    );
+    Api::<workspace_operator::api::Organization>::all(admin().await)
+        .delete(&it.org, &DeleteParams::default())
+        .await
+        .expect("delete the target organization");
+    let _op = own_operator(&[], &[]);
+    let t = wait_phase(&it.name, TransferPhase::Failed).await;
+    assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TargetNotFound"));
+    let back = objects::wait_ready(&admin().await, &it.ws, "True", None, TIMEOUT).await;
+    assert_eq!(back.spec.owner.name, it.alice);
+    support::wait_for("alice to hold Owner again", TIMEOUT, || async {
+        is_owner(&it.alice, &it.ws).await.then_some(())
+    })
+    .await;
+    // The member the transfer revoked comes back: the transfer no longer applies.
+    wait_member_phase(&it.ws, "dan", MemberPhase::Active).await;
 }
