@@ -699,9 +699,10 @@ async fn a_personal_workspace_moves_to_another_user() {
     .await;
     wait_member_phase(&ws, "gus", MemberPhase::Active).await;
     let name = format!("{ws}-to-frank");
-    // frank asks for it; alice approves.
+    // frank asks for it (server-side apply works before he may read it);
+    // alice approves.
     Kubectl::as_user(&frank, &[])
-        .create(&transfer(
+        .apply_server_side(&transfer(
             &name,
             &ws,
             None,
