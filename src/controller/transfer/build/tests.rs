@@ -1,9 +1,10 @@
 use super::*;
+use crate::api::{AccountRef, TransferSource, WorkspaceTransferStatus};
 use crate::api::{
     Approval, OrganizationLimits, OrganizationSpec, OrganizationSubject, OrganizationSubjectKind,
     TransferApprovals, WorkspaceSpec, WorkspaceStatus, WorkspaceTransferSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
