@@ -332,9 +332,12 @@ impl Operator {
 
     /// Stops the process with SIGTERM (graceful: releases the lease).
     pub fn stop(&self) {
+        // A process that is gone already (killed, or it killed itself) is
+        // stopped: no message about it.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
+            .stderr(Stdio::null())
             .status();
     }
 
