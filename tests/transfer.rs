@@ -439,159 +439,198 @@ fn finished_ok(child: Child) {
 // Moves
 // ---------------------------------------------------------------------------
 
+/// alice's personal workspace with a member of every kind, on its way to
+/// globex (admin carol; bob is a member of globex, dan and the group are
+/// not; the ServiceAccount `agent` lives in the workspace, `ci` outside).
+struct Lab {
+    alice: String,
+    carol: String,
+    bob: String,
+    dan: String,
+    eng: String,
+    org: String,
+    ws: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let id = support::unique("u2o");
+        let person = |p: &str| format!("{p}-{id}");
+        Lab {
+            alice: person("alice"),
+            carol: person("carol"),
+            bob: person("bob"),
+            dan: person("dan"),
+            eng: person("eng"),
+            org: person("globex"),
+            ws: person("lab"),
+        }
+    }
+
+    /// The Organization, the Workspace, its members (all Active) and a
+    /// ConfigMap, a Secret and a Job in it: their UIDs.
+    async fn set_up(&self) -> BTreeMap<String, String> {
+        let ws = &self.ws;
+        organization(&self.org, &[&self.carol], vec![user(&self.bob)], None).await;
+        workspace(&self.alice, ws, "User", &self.alice, json!({})).await;
+        let alice = as_user(&self.alice).await;
+        for m in [
+            member(ws, "bob", user(&self.bob), "Developer"),
+            member(ws, "dan", user(&self.dan), "Viewer"),
+            member(ws, "eng", group(&self.eng), "Viewer"),
+            member(ws, "agent", service_account(ws, "agent"), "Worker"),
+            member(ws, "outside", service_account("default", "ci"), "Worker"),
+        ] {
+            apply(&alice, m).await;
+        }
+        for name in ["bob", "dan", "eng", "agent", "outside"] {
+            wait_member_phase(ws, name, MemberPhase::Active).await;
+        }
+        assert!(is_owner(&self.alice, ws).await && !is_owner(&self.carol, ws).await);
+        contents(ws).await
+    }
+
+    /// The preview, as the API and `kubectl describe` show it, and who may
+    /// read it.
+    async fn check_preview(&self, name: &str) {
+        let pending = wait_transfer(name, "the impact preview", |t| {
+            t.status.as_ref().and_then(|s| s.impact.as_ref()).is_some()
+                && condition(t, "Validated") == Some(("True", "Valid"))
+        })
+        .await;
+        let impact = pending.status.unwrap().impact.unwrap();
+        let names = |list: &[workspace_operator::api::AffectedSubject]| -> Vec<String> {
+            list.iter().map(|s| s.name.clone()).collect()
+        };
+        assert_eq!(
+            names(&impact.members_losing_access),
+            [self.dan.clone(), self.eng.clone()]
+        );
+        assert_eq!(names(&impact.service_accounts_losing_access), ["ci"]);
+        assert_eq!(
+            names(&impact.owners_losing_access),
+            vec![self.alice.clone()]
+        );
+        assert_eq!(
+            names(&impact.owners_gaining_access),
+            vec![self.carol.clone()]
+        );
+        assert_eq!(impact.handle_available, Some(true));
+        // Both sides read it through the grant; a stranger does not.
+        wait_can_read(&self.carol, name).await;
+        Kubectl::as_user(&self.carol, &[])
+            .run(&["get", "wst", name])
+            .success();
+        let described = Kubectl::as_user(&self.alice, &[])
+            .run(&["describe", "wst", name])
+            .success()
+            .stdout;
+        // What the page's impact list says, in `kubectl describe`.
+        for needle in [
+            "Members Losing Access",
+            "Service Accounts Losing Access",
+            "Owners Gaining Access",
+            self.dan.as_str(),
+            "everything in it (history, configuration, Secrets) are kept",
+            "its name does not change",
+        ] {
+            assert!(
+                described.contains(needle),
+                "describe lacks {needle:?}:\n{described}"
+            );
+        }
+        Kubectl::as_user(&self.dan, &[])
+            .run(&["get", "wst", name])
+            .refused(&["forbidden"]);
+    }
+
+    /// Access after the move, as each subject.
+    async fn check_access_after(&self) {
+        let ws = &self.ws;
+        assert!(!is_owner(&self.alice, ws).await && is_owner(&self.carol, ws).await);
+        assert!(can(&self.bob, &[], "create", "configmaps", Some(ws), None).await);
+        assert!(!can(&self.dan, &[], "get", "configmaps", Some(ws), None).await);
+        assert!(!can("someone", &[&self.eng], "get", "configmaps", Some(ws), None).await);
+        let agent = format!("system:serviceaccount:{ws}:agent");
+        assert!(can(&agent, &[], "create", "pods", Some(ws), None).await);
+        let ci = "system:serviceaccount:default:ci";
+        assert!(!can(ci, &[], "create", "pods", Some(ws), None).await);
+        // alice lost the Workspace object itself too.
+        assert!(!objects::may_change_workspace(&self.alice, &[], ws).await);
+        assert!(objects::may_change_workspace(&self.carol, &[], ws).await);
+    }
+}
+
 #[tokio::test]
 async fn a_personal_workspace_moves_to_an_organization_with_members_of_every_kind() {
     let _op = shared().await;
-    let id = support::unique("u2o");
-    let (alice, carol, bob, dan) = (
-        format!("alice-{id}"),
-        format!("carol-{id}"),
-        format!("bob-{id}"),
-        format!("dan-{id}"),
-    );
-    let eng = format!("eng-{id}");
-    let org = format!("globex-{id}");
-    let ws = format!("lab-{id}");
-    let _dump = support::dump_on_failure(&[&ws]);
-    organization(&org, &[&carol], vec![user(&bob)], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
-    let alice_client = as_user(&alice).await;
-    for m in [
-        member(&ws, "bob", user(&bob), "Developer"),
-        member(&ws, "dan", user(&dan), "Viewer"),
-        member(&ws, "eng", group(&eng), "Viewer"),
-        member(&ws, "agent", service_account(&ws, "agent"), "Worker"),
-        member(&ws, "outside", service_account("default", "ci"), "Worker"),
-    ] {
-        apply(&alice_client, m).await;
-    }
-    for name in ["bob", "dan", "eng", "agent", "outside"] {
-        wait_member_phase(&ws, name, MemberPhase::Active).await;
-    }
-    let before = contents(&ws).await;
-    assert!(is_owner(&alice, &ws).await && !is_owner(&carol, &ws).await);
+    let lab = Lab::new();
+    let (ws, org) = (&lab.ws, &lab.org);
+    let _dump = support::dump_on_failure(&[ws]);
+    let before = lab.set_up().await;
 
     // alice proposes the move and approves her side in the same step.
     let name = format!("{ws}-to-{org}");
+    let approved = json!({"spec": {"approvals": {"source": {"approvedBy": lab.alice}}}});
     let manifest = transfer(
         &name,
-        &ws,
-        Some(("User", &alice)),
-        ("Organization", &org),
-        json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}}),
+        ws,
+        Some(("User", &lab.alice)),
+        ("Organization", org),
+        approved,
     );
-    Kubectl::as_user(&alice, &[]).create(&manifest).success();
-    let pending = wait_transfer(&name, "the impact preview", |t| {
-        t.status.as_ref().and_then(|s| s.impact.as_ref()).is_some()
-            && condition(t, "Validated") == Some(("True", "Valid"))
-    })
-    .await;
-    let impact = pending.status.unwrap().impact.unwrap();
-    let names = |list: &[workspace_operator::api::AffectedSubject]| -> Vec<String> {
-        list.iter().map(|s| s.name.clone()).collect()
-    };
-    assert_eq!(
-        names(&impact.members_losing_access),
-        [dan.clone(), eng.clone()]
-    );
-    assert_eq!(names(&impact.service_accounts_losing_access), ["ci"]);
-    assert_eq!(names(&impact.owners_losing_access), vec![alice.clone()]);
-    assert_eq!(names(&impact.owners_gaining_access), vec![carol.clone()]);
-    assert_eq!(impact.handle_available, Some(true));
-    // Both sides read it through the grant; a stranger does not.
-    Kubectl::as_user(&carol, &[])
-        .run(&["get", "wst", &name])
+    Kubectl::as_user(&lab.alice, &[])
+        .create(&manifest)
         .success();
-    let described = Kubectl::as_user(&alice, &[])
-        .run(&["describe", "wst", &name])
-        .success()
-        .stdout;
-    // What the page's impact list says, in `kubectl describe`.
-    for needle in [
-        "Members Losing Access",
-        "Service Accounts Losing Access",
-        "Owners Gaining Access",
-        dan.as_str(),
-        "everything in it (history, configuration, Secrets) are kept",
-        "its name does not change",
-    ] {
-        assert!(
-            described.contains(needle),
-            "describe lacks {needle:?}:\n{described}"
-        );
-    }
-    Kubectl::as_user(&dan, &[])
-        .run(&["get", "wst", &name])
-        .refused(&["forbidden"]);
+    lab.check_preview(&name).await;
 
     // carol accepts for globex, waiting with kubectl for the outcome.
-    let waiting = kubectl_wait_completed(&carol, &name);
-    patch_answer(&carol, &name, "target", "approvedBy")
+    let waiting = kubectl_wait_completed(&lab.carol, &name);
+    patch_answer(&lab.carol, &name, "target", "approvedBy")
         .await
         .success();
     finished_ok(waiting);
 
-    let moved = objects::wait_ready(&admin().await, &ws, "True", None, TIMEOUT).await;
-    assert_eq!(moved.spec.owner.name, org);
+    let moved = objects::wait_ready(&admin().await, ws, "True", None, TIMEOUT).await;
+    assert_eq!(&moved.spec.owner.name, org);
     assert_eq!(
         moved.status.as_ref().and_then(|s| s.namespace.as_deref()),
         Some(ws.as_str())
     );
-    // Owner access switched; members outside globex revoked, the rest kept.
-    assert!(!is_owner(&alice, &ws).await && is_owner(&carol, &ws).await);
-    assert!(can(&bob, &[], "create", "configmaps", Some(&ws), None).await);
-    assert!(!can(&dan, &[], "get", "configmaps", Some(&ws), None).await);
-    assert!(!can("someone", &[&eng], "get", "configmaps", Some(&ws), None).await);
-    let agent = format!("system:serviceaccount:{ws}:agent");
-    assert!(can(&agent, &[], "create", "pods", Some(&ws), None).await);
-    assert!(
-        !can(
-            "system:serviceaccount:default:ci",
-            &[],
-            "create",
-            "pods",
-            Some(&ws),
-            None
-        )
-        .await
-    );
+    lab.check_access_after().await;
     for revoked in ["dan", "eng", "outside"] {
-        let m = wait_member_phase(&ws, revoked, MemberPhase::Revoked).await;
+        let m = wait_member_phase(ws, revoked, MemberPhase::Revoked).await;
         let ready = objects::ready_of(&m.status.as_ref().unwrap().conditions).unwrap();
         assert_eq!(ready.reason, "RevokedByTransfer");
         assert!(ready.message.contains(&name), "{}", ready.message);
     }
-    wait_member_phase(&ws, "bob", MemberPhase::Active).await;
+    wait_member_phase(ws, "bob", MemberPhase::Active).await;
     assert_eq!(
-        uids_now(&ws).await,
+        uids_now(ws).await,
         before,
         "everything in the namespace kept its UID"
     );
     // The audit trail, and the grant is gone with the transfer.
-    for about in [&ws, &org, &name] {
+    for about in [ws, org, &name] {
         wait_event(about, "TransferCompleted").await;
     }
     assert!(
-        event_reasons(&ws)
+        event_reasons(ws)
             .await
             .contains(&"TransferStarted".to_string())
     );
     support::wait_for("the read grant to go", TIMEOUT, || async {
-        (!can(
-            &carol,
+        let reads = can(
+            &lab.carol,
             &[],
             "get",
             "workspacetransfers.workspaces.dev",
             None,
             Some(&name),
-        )
-        .await)
-            .then_some(())
+        );
+        (!reads.await).then_some(())
     })
     .await;
-    // alice lost the Workspace object itself too.
-    assert!(!objects::may_change_workspace(&alice, &[], &ws).await);
-    assert!(objects::may_change_workspace(&carol, &[], &ws).await);
 }
 
 #[tokio::test]
@@ -1082,60 +1121,15 @@ async fn an_operator_killed_after_each_step_converges() {
 /// fresh operator finishes it. Exactly one of the two owners holds the
 /// Owner role when the first one dies, and after the end.
 async fn killed_after(step: &str) {
-    let id = support::unique(&format!("kill-{}", step.to_lowercase()));
-    let (alice, carol, dan) = (
-        format!("alice-{id}"),
-        format!("carol-{id}"),
-        format!("dan-{id}"),
-    );
-    let org = format!("globex-{id}");
-    let ws = format!("k-{id}");
-    let _dump = support::dump_on_failure(&[&ws]);
-    let mut first = own_operator(
-        &[],
-        &[("WORKSPACE_OPERATOR_FAULT_AFTER_TRANSFER_STEP", step)],
-    );
-    organization(&org, &[&carol], vec![], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
-    apply(
-        &as_user(&alice).await,
-        member(&ws, "dan", user(&dan), "Viewer"),
-    )
-    .await;
-    wait_member_phase(&ws, "dan", MemberPhase::Active).await;
-    let before = contents(&ws).await;
-    let name = format!("{ws}-t");
-    Kubectl::as_user(&alice, &[])
-        .create(&transfer(
-            &name,
-            &ws,
-            Some(("User", &alice)),
-            ("Organization", &org),
-            json!({"spec": {"newHandle": "moved", "approvals": {"source": {"approvedBy": alice}}}}),
-        ))
-        .success();
-    wait_transfer(&name, "the source recorded", |t| {
-        t.status.as_ref().and_then(|s| s.source.as_ref()).is_some()
-    })
-    .await;
-    patch_answer(&carol, &name, "target", "approvedBy")
-        .await
-        .success();
-    support::wait_for(
-        &format!("the operator to die after {step}"),
-        TIMEOUT,
-        || {
-            let exited = first.has_exited();
-            async move { exited.then_some(()) }
-        },
-    )
-    .await;
-    let owners = (is_owner(&alice, &ws).await, is_owner(&carol, &ws).await);
+    let it = interrupted_after(step).await;
+    let (alice, carol, ws, name) = (&it.alice, &it.carol, &it.ws, &it.name);
+    let _dump = support::dump_on_failure(&[ws]);
+    let owners = (is_owner(alice, ws).await, is_owner(carol, ws).await);
     assert!(
         owners.0 != owners.1,
         "after {step}: owners (alice, carol) = {owners:?}"
     );
-    let t = get_transfer(&name).await.unwrap();
+    let t = get_transfer(name).await.unwrap();
     assert_ne!(
         phase(&t),
         Some(TransferPhase::Pending),
@@ -1143,57 +1137,55 @@ async fn killed_after(step: &str) {
     );
 
     let second = own_operator(&[], &[]);
-    let done = wait_phase(&name, TransferPhase::Completed).await;
+    let done = wait_phase(name, TransferPhase::Completed).await;
+    let from = done.status.as_ref().and_then(|s| s.from.as_ref());
     assert!(
-        done.status
-            .as_ref()
-            .and_then(|s| s.from.as_ref())
-            .is_some_and(|f| f.name == alice)
+        from.is_some_and(|f| &f.name == alice),
+        "status.from: {from:?}"
     );
     support::wait_for(
         &format!("after {step}: carol alone to hold Owner"),
         TIMEOUT,
-        || async { (is_owner(&carol, &ws).await && !is_owner(&alice, &ws).await).then_some(()) },
+        || async { (is_owner(carol, ws).await && !is_owner(alice, ws).await).then_some(()) },
     )
     .await;
-    let m = wait_member_phase(&ws, "dan", MemberPhase::Revoked).await;
-    assert_eq!(
-        objects::ready_of(&m.status.unwrap().conditions)
-            .unwrap()
-            .reason,
-        "RevokedByTransfer"
-    );
-    let moved = objects::wait_ready(&admin().await, &ws, "True", None, TIMEOUT).await;
+    let m = wait_member_phase(ws, "dan", MemberPhase::Revoked).await;
+    let ready = objects::ready_of(&m.status.unwrap().conditions)
+        .cloned()
+        .unwrap();
+    assert_eq!(ready.reason, "RevokedByTransfer");
+    let moved = objects::wait_ready(&admin().await, ws, "True", None, TIMEOUT).await;
     assert_eq!(
         (moved.spec.owner.name.as_str(), moved.spec.handle.as_deref()),
-        (org.as_str(), Some("moved"))
+        (it.org.as_str(), Some("moved"))
     );
-    assert_eq!(uids_now(&ws).await, before, "after {step}");
+    assert_eq!(uids_now(ws).await, it.before, "after {step}");
     // Never re-run: the finalizer and grant are gone, and it stays Completed.
-    wait_transfer(&name, "no finalizer", |t| t.finalizers().is_empty()).await;
+    wait_transfer(name, "no finalizer", |t| t.finalizers().is_empty()).await;
     drop(second);
 }
 
-/// A transfer interrupted after `step`, its operator dead: the scenario's
-/// names, and the operator's log is where the test left it.
+/// A transfer interrupted after a step, its operator dead.
 struct Interrupted {
     alice: String,
+    carol: String,
     org: String,
     ws: String,
     name: String,
+    /// The UIDs of what is in the namespace.
+    before: BTreeMap<String, String>,
 }
 
-/// alice's workspace (with a Viewer member) on its way to a new
-/// Organization, the operator killed after `step`; no operator running.
+/// alice's workspace (with the Viewer member dan, who does not belong to
+/// the target) on its way to a new Organization with a new handle, the
+/// operator killed after `step`; no operator running.
 async fn interrupted_after(step: &str) -> Interrupted {
-    let id = support::unique("int");
+    let id = support::unique(&format!("int-{}", step.to_lowercase()));
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let ws = format!("i-{id}");
-    let mut op = own_operator(
-        &[],
-        &[("WORKSPACE_OPERATOR_FAULT_AFTER_TRANSFER_STEP", step)],
-    );
+    let fault = [("WORKSPACE_OPERATOR_FAULT_AFTER_TRANSFER_STEP", step)];
+    let mut op = own_operator(&[], &fault);
     organization(&org, &[&carol], vec![], None).await;
     workspace(&alice, &ws, "User", &alice, json!({})).await;
     apply(
@@ -1202,15 +1194,17 @@ async fn interrupted_after(step: &str) -> Interrupted {
     )
     .await;
     wait_member_phase(&ws, "dan", MemberPhase::Active).await;
+    let before = contents(&ws).await;
     let name = format!("{ws}-t");
-    let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
+    let extra =
+        json!({"spec": {"newHandle": "moved", "approvals": {"source": {"approvedBy": alice}}}});
     Kubectl::as_user(&alice, &[])
         .create(&transfer(
             &name,
             &ws,
             Some(("User", &alice)),
             ("Organization", &org),
-            approved,
+            extra,
         ))
         .success();
     patch_answer(&carol, &name, "target", "approvedBy")
@@ -1227,9 +1221,11 @@ async fn interrupted_after(step: &str) -> Interrupted {
     .await;
     Interrupted {
         alice,
+        carol,
         org,
         ws,
         name,
+        before,
     }
 }
 

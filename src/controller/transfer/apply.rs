@@ -169,14 +169,15 @@ pub(super) async fn grant(
     Ok(())
 }
 
-/// Writes the status for `state` when it says something new.
+/// Writes the status for `state` when it says something new; returns
+/// whether it wrote (a transition is announced once, by the write that made it).
 pub(super) async fn write(
     t: &WorkspaceTransfer,
     ctx: &Context,
     observed: &Observed,
     state: &State,
     facts: Facts,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let summary = facts
         .impact
         .as_ref()
@@ -185,8 +186,9 @@ pub(super) async fn write(
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = build::compute_status(t, state, facts, &summary, &now);
     let previous = t.status.clone().unwrap_or_default();
-    if build::same_status(&previous, &status) {
-        return Ok(());
+    // Said already, or written by this process and not in the cache yet.
+    if build::same_status(&previous, &status) || ctx.written.already(t, &status) {
+        return Ok(false);
     }
     let api: Api<WorkspaceTransfer> = Api::all(ctx.client.clone());
     let change = crate::controller::StatusChange {
@@ -203,7 +205,8 @@ pub(super) async fn write(
         change,
     )
     .await
-    .map_err(Error::Status)
+    .map_err(Error::Status)?;
+    Ok(true)
 }
 
 /// Records an event on the transfer, its Workspace and the Organizations

@@ -241,7 +241,10 @@ async fn start(
         from: from.clone(),
         ..pending_facts(inputs)
     };
-    write(t, ctx, observed, &state, facts).await?;
+    if !write(t, ctx, observed, &state, facts).await? {
+        // Announced by the write that made the transition.
+        return Ok(Action::await_change());
+    }
     let note = format!(
         "Transfer {} of workspace {} from {} to {} started.",
         t.name_any(),
@@ -348,25 +351,15 @@ async fn complete(
             t.spec.workspace, t.spec.to
         ),
     };
-    write(
-        t,
-        ctx,
-        observed,
-        &State::Ended(ending.clone()),
-        Facts::default(),
-    )
-    .await?;
-    announce(
-        ctx,
-        t,
-        observed,
-        EventType::Normal,
-        "TransferCompleted",
-        ending.message,
-    )
-    .await;
+    let state = State::Ended(ending.clone());
+    if write(t, ctx, observed, &state, Facts::default()).await? {
+        let (type_, reason) = (EventType::Normal, "TransferCompleted");
+        announce(ctx, t, observed, type_, reason, ending.message).await;
+    }
     fault::after("Completed");
-    finish(t, ctx).await
+    // The watch event of this status reconciles the transfer as final
+    // (grant and finalizer go) from a copy that is not stale.
+    Ok(Action::await_change())
 }
 
 /// The transfer ends (rejected, expired, failed): a change of owner that
@@ -386,21 +379,16 @@ async fn end(
     {
         return Ok(stale);
     }
-    write(
-        t,
-        ctx,
-        observed,
-        &State::Ended(ending.clone()),
-        Facts::default(),
-    )
-    .await?;
     let (type_, event) = match ending.phase {
         TransferPhase::Rejected => (EventType::Normal, "TransferRejected"),
         TransferPhase::Expired => (EventType::Normal, "TransferExpired"),
         _ => (EventType::Warning, "TransferFailed"),
     };
-    announce(ctx, t, observed, type_, event, ending.message).await;
-    finish(t, ctx).await
+    let state = State::Ended(ending.clone());
+    if write(t, ctx, observed, &state, Facts::default()).await? {
+        announce(ctx, t, observed, type_, event, ending.message).await;
+    }
+    Ok(Action::await_change())
 }
 
 /// A transfer deleted before it started: cancelled, with an event on the
