@@ -59,7 +59,8 @@ pub struct World {
     pub network_policies: Cache<NetworkPolicy>,
     /// Every WorkspaceTransfer.
     pub transfers: Cache<WorkspaceTransfer>,
-    /// Transfers by workspace and by account ([`transfer::triggers::index_keys`]).
+    /// Open transfers by workspace and by account
+    /// ([`transfer::triggers::index_keys`]).
     transfer_index: Index<WorkspaceTransfer>,
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
@@ -114,12 +115,12 @@ impl World {
             .lookup(&self.members, &index::given_role(name))
     }
 
-    /// The WorkspaceTransfers filed under `key` ([`transfer::triggers`]).
+    /// The open WorkspaceTransfers filed under `key` ([`transfer::triggers`]).
     pub fn transfers_under(&self, key: &str) -> Vec<Arc<WorkspaceTransfer>> {
         self.transfer_index.lookup(&self.transfers, key)
     }
 
-    /// The WorkspaceTransfers of the Workspace `workspace`.
+    /// The open WorkspaceTransfers of the Workspace `workspace`.
     pub fn transfers_of(&self, workspace: &str) -> Vec<Arc<WorkspaceTransfer>> {
         self.transfers_under(&transfer::triggers::of_workspace(workspace))
             .into_iter()

@@ -17,9 +17,13 @@ pub fn of_account(account: &AccountRef) -> String {
     format!("transfer-account/{:?}/{}", account.kind, account.name)
 }
 
-/// A transfer is filed under its workspace, its target and its recorded
-/// source.
+/// An open transfer is filed under its workspace, its target and its
+/// recorded source. A final one concerns no other object and is not filed,
+/// so the transfers that accumulate over the years cost no lookup.
 pub fn index_keys(t: &WorkspaceTransfer) -> Vec<String> {
+    if !open(t) {
+        return Vec::new();
+    }
     let source = t.status.as_ref().and_then(|s| s.source.as_ref());
     std::iter::once(of_workspace(&t.spec.workspace))
         .chain(std::iter::once(of_account(&t.spec.to)))
@@ -96,4 +100,43 @@ pub fn on_child<K: Resource>(child: &K) -> Vec<String> {
         })
         .map(|o| o.name.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{TransferPhase, WorkspaceTransferSpec, WorkspaceTransferStatus};
+
+    fn transfer(phase: Option<TransferPhase>) -> WorkspaceTransfer {
+        let mut t = WorkspaceTransfer::new(
+            "move",
+            WorkspaceTransferSpec {
+                workspace: "prod".into(),
+                to: AccountRef::organization("globex"),
+                from: None,
+                new_handle: None,
+                approvals: None,
+            },
+        );
+        t.status = Some(WorkspaceTransferStatus {
+            phase,
+            ..Default::default()
+        });
+        t
+    }
+
+    #[test]
+    fn open_transfers_are_filed_under_their_workspace_and_accounts_final_ones_nowhere() {
+        assert_eq!(
+            index_keys(&transfer(Some(TransferPhase::Pending))),
+            ["transfer-ws/prod", "transfer-account/Organization/globex"]
+        );
+        assert!(index_keys(&transfer(Some(TransferPhase::Completed))).is_empty());
+        let mut deleting = transfer(Some(TransferPhase::Completed));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        assert_eq!(index_keys(&deleting).len(), 2);
+    }
 }
