@@ -633,91 +633,142 @@ async fn a_personal_workspace_moves_to_an_organization_with_members_of_every_kin
     .await;
 }
 
+/// acme's workspace with members of every kind: bob belongs to acme and
+/// globex, carl and the group ops only to acme, and the ServiceAccount agent
+/// lives in the workspace (whose namespace moves with it). ann administers
+/// acme, carol globex; erin is a user.
+struct Prod {
+    ann: String,
+    carol: String,
+    erin: String,
+    bob: String,
+    carl: String,
+    ops: String,
+    acme: String,
+    globex: String,
+    ws: String,
+    agent: String,
+}
+
+impl Prod {
+    fn new() -> Prod {
+        let id = support::unique("o2o");
+        let person = |p: &str| format!("{p}-{id}");
+        let ws = person("prod");
+        Prod {
+            agent: format!("system:serviceaccount:{ws}:agent"),
+            ann: person("ann"),
+            carol: person("carol"),
+            erin: person("erin"),
+            bob: person("bob"),
+            carl: person("carl"),
+            ops: person("ops"),
+            acme: person("acme"),
+            globex: person("globex"),
+            ws,
+        }
+    }
+
+    /// The Organizations, the Workspace and its members (all Active); the
+    /// UIDs of what is in its namespace.
+    async fn set_up(&self) -> BTreeMap<String, String> {
+        let ws = &self.ws;
+        let acme_members = vec![user(&self.bob), user(&self.carl), group(&self.ops)];
+        organization(&self.acme, &[&self.ann], acme_members, None).await;
+        organization(&self.globex, &[&self.carol], vec![user(&self.bob)], None).await;
+        let handle = json!({"spec": {"handle": "prod"}});
+        workspace(&self.ann, ws, "Organization", &self.acme, handle).await;
+        let ann = as_user(&self.ann).await;
+        for m in [
+            member(ws, "bob", user(&self.bob), "Runner"),
+            member(ws, "carl", user(&self.carl), "Developer"),
+            member(ws, "ops", group(&self.ops), "Viewer"),
+            member(ws, "agent", service_account(ws, "agent"), "Worker"),
+        ] {
+            apply(&ann, m).await;
+        }
+        for name in ["bob", "carl", "ops", "agent"] {
+            wait_member_phase(ws, name, MemberPhase::Active).await;
+        }
+        contents(ws).await
+    }
+
+    /// acme to globex with a new handle, proposed by ann with spec.from.
+    async fn to_globex(&self) {
+        let (ws, first) = (&self.ws, format!("{}-a", self.ws));
+        let extra = json!({"spec": {"newHandle": "prod-eu", "approvals": {"source": {"approvedBy": self.ann}}}});
+        let from = Some(("Organization", self.acme.as_str()));
+        let manifest = transfer(&first, ws, from, ("Organization", &self.globex), extra);
+        Kubectl::as_user(&self.ann, &[]).create(&manifest).success();
+        patch_answer(&self.carol, &first, "target", "approvedBy")
+            .await
+            .success();
+        wait_phase(&first, TransferPhase::Completed).await;
+        let moved =
+            objects::wait_workspace_until(&admin().await, ws, "owned by globex", TIMEOUT, |w| {
+                let status = w.status.as_ref();
+                status
+                    .and_then(|s| s.owner.as_ref())
+                    .is_some_and(|o| o.name == self.globex)
+                    && status.and_then(|s| s.handle.as_deref()) == Some("prod-eu")
+            })
+            .await;
+        assert_eq!(moved.spec.handle.as_deref(), Some("prod-eu"));
+        assert!(!is_owner(&self.ann, ws).await && is_owner(&self.carol, ws).await);
+        // bob and the workspace's own ServiceAccount keep their roles
+        // without a gap; carl and ops lose theirs.
+        assert!(can(&self.bob, &[], "create", "jobs.batch", Some(ws), None).await);
+        assert!(can(&self.agent, &[], "create", "pods", Some(ws), None).await);
+        for kept in ["bob", "agent"] {
+            wait_member_phase(ws, kept, MemberPhase::Active).await;
+        }
+        for revoked in ["carl", "ops"] {
+            wait_member_phase(ws, revoked, MemberPhase::Revoked).await;
+        }
+        assert!(!can(&self.carl, &[], "get", "configmaps", Some(ws), None).await);
+        assert!(!can("someone", &[&self.ops], "get", "configmaps", Some(ws), None).await);
+    }
+
+    /// globex to erin, proposed by erin without spec.from: carol approves
+    /// once the operator has recorded the source.
+    async fn to_erin(&self) {
+        let (ws, second) = (&self.ws, format!("{}-b", self.ws));
+        let manifest = transfer(&second, ws, None, ("User", &self.erin), json!({}));
+        Kubectl::as_user(&self.erin, &[])
+            .create(&manifest)
+            .success();
+        wait_transfer(&second, "the source recorded", |t| {
+            t.status.as_ref().and_then(|s| s.source.as_ref()).is_some()
+        })
+        .await;
+        patch_answer(&self.carol, &second, "source", "approvedBy")
+            .await
+            .success();
+        patch_answer(&self.erin, &second, "target", "approvedBy")
+            .await
+            .success();
+        wait_phase(&second, TransferPhase::Completed).await;
+        objects::wait_workspace_until(&admin().await, ws, "owned by erin", TIMEOUT, |w| {
+            let owner = w.status.as_ref().and_then(|s| s.owner.as_ref());
+            owner.is_some_and(|o| o.name == self.erin)
+        })
+        .await;
+        assert!(!is_owner(&self.carol, ws).await && is_owner(&self.erin, ws).await);
+        // A personal workspace keeps every member it has.
+        assert!(can(&self.bob, &[], "create", "jobs.batch", Some(ws), None).await);
+        assert!(can(&self.agent, &[], "create", "pods", Some(ws), None).await);
+    }
+}
+
 #[tokio::test]
 async fn organization_to_organization_with_a_new_handle_then_to_a_user() {
     let _op = shared().await;
-    let id = support::unique("o2o");
-    let (ann, carol, erin, bob) = (
-        format!("ann-{id}"),
-        format!("carol-{id}"),
-        format!("erin-{id}"),
-        format!("bob-{id}"),
-    );
-    let (acme, globex) = (format!("acme-{id}"), format!("globex-{id}"));
-    let ws = format!("prod-{id}");
-    let _dump = support::dump_on_failure(&[&ws]);
-    organization(&acme, &[&ann], vec![user(&bob)], None).await;
-    organization(&globex, &[&carol], vec![user(&bob)], None).await;
-    workspace(
-        &ann,
-        &ws,
-        "Organization",
-        &acme,
-        json!({"spec": {"handle": "prod"}}),
-    )
-    .await;
-    apply(
-        &as_user(&ann).await,
-        member(&ws, "bob", user(&bob), "Runner"),
-    )
-    .await;
-    wait_member_phase(&ws, "bob", MemberPhase::Active).await;
-    let before = contents(&ws).await;
-
-    let first = format!("{ws}-a");
-    let manifest = transfer(
-        &first,
-        &ws,
-        Some(("Organization", &acme)),
-        ("Organization", &globex),
-        json!({"spec": {"newHandle": "prod-eu", "approvals": {"source": {"approvedBy": ann}}}}),
-    );
-    Kubectl::as_user(&ann, &[]).create(&manifest).success();
-    patch_answer(&carol, &first, "target", "approvedBy")
-        .await
-        .success();
-    wait_phase(&first, TransferPhase::Completed).await;
-    let moved =
-        objects::wait_workspace_until(&admin().await, &ws, "owned by globex", TIMEOUT, |w| {
-            w.status
-                .as_ref()
-                .and_then(|s| s.owner.as_ref())
-                .is_some_and(|o| o.name == globex)
-                && w.status.as_ref().and_then(|s| s.handle.as_deref()) == Some("prod-eu")
-        })
-        .await;
-    assert_eq!(moved.spec.handle.as_deref(), Some("prod-eu"));
-    assert!(!is_owner(&ann, &ws).await && is_owner(&carol, &ws).await);
-    // bob belongs to both: he keeps his role without a gap.
-    assert!(can(&bob, &[], "create", "jobs.batch", Some(&ws), None).await);
-    wait_member_phase(&ws, "bob", MemberPhase::Active).await;
-
-    // Then to erin's personal account; no spec.from: carol approves once
-    // the operator has recorded the source.
-    let second = format!("{ws}-b");
-    let manifest = transfer(&second, &ws, None, ("User", &erin), json!({}));
-    Kubectl::as_user(&erin, &[]).create(&manifest).success();
-    wait_transfer(&second, "the source recorded", |t| {
-        t.status.as_ref().and_then(|s| s.source.as_ref()).is_some()
-    })
-    .await;
-    patch_answer(&carol, &second, "source", "approvedBy")
-        .await
-        .success();
-    patch_answer(&erin, &second, "target", "approvedBy")
-        .await
-        .success();
-    wait_phase(&second, TransferPhase::Completed).await;
-    objects::wait_workspace_until(&admin().await, &ws, "owned by erin", TIMEOUT, |w| {
-        w.status
-            .as_ref()
-            .and_then(|s| s.owner.as_ref())
-            .is_some_and(|o| o.name == erin)
-    })
-    .await;
-    assert!(!is_owner(&carol, &ws).await && is_owner(&erin, &ws).await);
-    assert!(can(&bob, &[], "create", "jobs.batch", Some(&ws), None).await);
-    assert_eq!(uids_now(&ws).await, before);
+    let prod = Prod::new();
+    let _dump = support::dump_on_failure(&[&prod.ws]);
+    let before = prod.set_up().await;
+    prod.to_globex().await;
+    prod.to_erin().await;
+    assert_eq!(uids_now(&prod.ws).await, before);
 }
 
 #[tokio::test]
@@ -802,106 +853,129 @@ async fn the_example_transfer_moves_alice_sandbox_into_acme() {
 // Who may do what
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn forged_and_unauthorised_approvals_are_refused() {
-    let _op = shared().await;
-    let id = support::unique("forge");
-    let (alice, carol, mallory, dev) = (
-        format!("alice-{id}"),
-        format!("carol-{id}"),
-        format!("mallory-{id}"),
-        format!("dev-{id}"),
-    );
-    let org = format!("globex-{id}");
-    let ws = format!("vault-{id}");
-    organization(&org, &[&carol], vec![], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
-    apply(
-        &as_user(&alice).await,
-        member(&ws, "dev", user(&dev), "Developer"),
-    )
-    .await;
-    wait_member_phase(&ws, "dev", MemberPhase::Active).await;
-    let to = ("Organization", org.as_str());
+/// alice's workspace, with the Developer member dev, that globex (admin
+/// carol) might receive; mallory is a stranger.
+struct Vault {
+    alice: String,
+    carol: String,
+    mallory: String,
+    dev: String,
+    org: String,
+    ws: String,
+}
 
-    // A stranger may not propose a move of someone else's workspace.
-    Kubectl::as_user(&mallory, &[])
+impl Vault {
+    async fn set_up() -> Vault {
+        let id = support::unique("forge");
+        let person = |p: &str| format!("{p}-{id}");
+        let v = Vault {
+            alice: person("alice"),
+            carol: person("carol"),
+            mallory: person("mallory"),
+            dev: person("dev"),
+            org: person("globex"),
+            ws: person("vault"),
+        };
+        organization(&v.org, &[&v.carol], vec![], None).await;
+        workspace(&v.alice, &v.ws, "User", &v.alice, json!({})).await;
+        let alice = as_user(&v.alice).await;
+        apply(&alice, member(&v.ws, "dev", user(&v.dev), "Developer")).await;
+        wait_member_phase(&v.ws, "dev", MemberPhase::Active).await;
+        v
+    }
+
+    fn to(&self) -> (&str, &str) {
+        ("Organization", self.org.as_str())
+    }
+
+    /// alice still owns the workspace.
+    async fn unchanged(&self) {
+        let ws = objects::wait_ready(&admin().await, &self.ws, "True", None, TIMEOUT).await;
+        assert_eq!(ws.spec.owner.name, self.alice);
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_propose_a_move_or_sign_for_the_owner() {
+    let _op = shared().await;
+    let v = Vault::set_up().await;
+    let (ws, mallory) = (&v.ws, &v.mallory);
+    let as_mallory = Kubectl::as_user(mallory, &[]);
+    let alice_from = Some(("User", v.alice.as_str()));
+    as_mallory
         .create(&transfer(
             &format!("{ws}-m1"),
-            &ws,
-            Some(("User", &alice)),
-            to,
+            ws,
+            alice_from,
+            v.to(),
             json!({}),
         ))
         .refused(&["only if you may answer for one of its sides"]);
-    // Nor sign for the owner.
-    Kubectl::as_user(&mallory, &[])
+    let forged = json!({"spec": {"approvals": {"source": {"approvedBy": v.alice}}}});
+    as_mallory
         .create(&transfer(
             &format!("{ws}-m2"),
-            &ws,
+            ws,
             None,
-            ("User", &mallory),
-            json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}}),
+            ("User", mallory),
+            forged,
         ))
         .refused(&["approvals.source"]);
     // Claiming to own it gets an object that never runs.
     let lie = format!("{ws}-m3");
-    Kubectl::as_user(&mallory, &[])
-        .create(&transfer(&lie, &ws, Some(("User", &mallory)), ("User", &mallory),
-            json!({"spec": {"approvals": {"source": {"approvedBy": mallory}, "target": {"approvedBy": mallory}}}})))
+    let both = json!({"spec": {"approvals": {"source": {"approvedBy": mallory}, "target": {"approvedBy": mallory}}}});
+    let mine = Some(("User", mallory.as_str()));
+    as_mallory
+        .create(&transfer(&lie, ws, mine, ("User", mallory), both))
         .success();
     let failed = wait_phase(&lie, TransferPhase::Failed).await;
     assert_eq!(
         condition(&failed, "Validated"),
         Some(("False", "SourceMismatch"))
     );
+    v.unchanged().await;
+}
 
-    // A real transfer: the target side is answered only by globex's admins,
-    // the source side only by an Owner of the workspace.
-    let name = format!("{ws}-ok");
-    Kubectl::as_user(&alice, &[])
-        .create(&transfer(&name, &ws, Some(("User", &alice)), to, json!({})))
+#[tokio::test]
+async fn each_side_answers_only_for_itself() {
+    let _op = shared().await;
+    let v = Vault::set_up().await;
+    let name = format!("{}-ok", v.ws);
+    Kubectl::as_user(&v.alice, &[])
+        .create(&transfer(
+            &name,
+            &v.ws,
+            Some(("User", &v.alice)),
+            v.to(),
+            json!({}),
+        ))
         .success();
     wait_transfer(&name, "the source recorded", |t| {
         t.status.as_ref().and_then(|s| s.source.as_ref()).is_some()
     })
     .await;
-    refused_with(
-        api_answer(&mallory, &name, "target").await,
-        "can be given only by an admin of the Organization",
-    );
-    refused_with(
-        api_answer(&dev, &name, "source").await,
-        "can be given only by an Owner of it",
-    );
-    refused_with(
-        api_answer(&carol, &name, "source").await,
-        "can be given only by an Owner of it",
-    );
-    // mallory may not even read it.
-    Kubectl::as_user(&mallory, &[])
+    // The target side is answered only by globex's admins, the source side
+    // only by an Owner of the workspace.
+    let target_only = "can be given only by an admin of the Organization";
+    refused_with(api_answer(&v.mallory, &name, "target").await, target_only);
+    let source_only = "can be given only by an Owner of it";
+    refused_with(api_answer(&v.dev, &name, "source").await, source_only);
+    refused_with(api_answer(&v.carol, &name, "source").await, source_only);
+    // A stranger may not read, cancel or annotate it.
+    let as_mallory = Kubectl::as_user(&v.mallory, &[]);
+    as_mallory
         .run(&["get", "wst", &name])
         .refused(&["forbidden"]);
-    Kubectl::as_user(&mallory, &[])
+    as_mallory
         .run(&["delete", "wst", &name, "--wait=false"])
         .refused(&["forbidden"]);
-    Kubectl::as_user(&mallory, &[])
+    as_mallory
         .run(&["annotate", "wst", &name, "x=y"])
         .refused(&["forbidden"]);
     let t = get_transfer(&name).await.unwrap();
-    assert!(
-        t.spec
-            .approvals
-            .is_none_or(|a| a.source.is_none() && a.target.is_none())
-    );
-    assert_eq!(
-        objects::wait_ready(&admin().await, &ws, "True", None, TIMEOUT)
-            .await
-            .spec
-            .owner
-            .name,
-        alice
-    );
+    let answered = t.spec.approvals.and_then(|a| a.source.or(a.target));
+    assert_eq!(answered, None);
+    v.unchanged().await;
 }
 
 #[tokio::test]

@@ -46,6 +46,9 @@ const CONTROLLER: &str = "transfer";
 /// to this controller (a member's binding being deleted).
 const POLL: Duration = Duration::from_secs(2);
 
+/// What a transfer's status says while members are being revoked.
+const REVOKING: &str = "Revoking the members that do not belong to the target (status.impact lists them); the owner changes next.";
+
 /// What went wrong in one reconcile; each variant names the step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -235,7 +238,7 @@ async fn start(
     let from = inputs.workspace.map(|ws| ws.spec.owner.clone());
     let state = State::Transferring {
         step: TransferStep::Started,
-        message: "Revoking the members that do not belong to the target.".to_string(),
+        message: REVOKING.to_string(),
     };
     let facts = Facts {
         from: from.clone(),
@@ -270,14 +273,12 @@ async fn execute(
     if step != Some(TransferStep::MembersRevoked) {
         let holding = still_holding(ctx, ws, &t.spec.to);
         if !holding.is_empty() {
+            // The status says so since the start; it is not rewritten as
+            // each member goes (that would be a write per member).
+            tracing::debug!(waiting_for = ?holding, "members still hold their bindings");
             let state = State::Transferring {
                 step: TransferStep::Started,
-                message: format!(
-                    "Waiting for {} member(s) that do not belong to {} to lose access: {}.",
-                    holding.len(),
-                    t.spec.to,
-                    holding.join(", ")
-                ),
+                message: REVOKING.to_string(),
             };
             write(t, ctx, observed, &state, Facts::default()).await?;
             return Ok(Action::requeue(POLL));
