@@ -329,6 +329,7 @@ impl Router {
                 .or_else(|| rb.labels().get(labels::MEMBER).map(String::as_str));
             if let (Some(name), Some(ns)) = (name, rb.namespace()) {
                 self.member(&ns, name);
+                self.transfers(transfer::triggers::on_member_binding(&self.world, &ns));
             }
             return;
         }

@@ -42,9 +42,9 @@ use crate::api::{
 /// Metric label of this controller.
 const CONTROLLER: &str = "transfer";
 
-/// When to look again while waiting on something no watch event announces
-/// to this controller (a member's binding being deleted).
-const POLL: Duration = Duration::from_secs(2);
+/// When to look again while members are being revoked, should no watch
+/// event (a member's status, its binding's deletion) come first.
+const POLL: Duration = Duration::from_secs(5);
 
 /// What a transfer's status says while members are being revoked.
 const REVOKING: &str = "Revoking the members that do not belong to the target (status.impact lists them); the owner changes next.";

@@ -77,17 +77,24 @@ pub fn on_organization(world: &World, org: &Organization) -> Vec<String> {
 /// A member concerns the open transfers of its workspace (who loses access,
 /// who may read the transfer).
 pub fn on_member(world: &World, member: &WorkspaceMember) -> Vec<String> {
-    let Some(namespace) = member.namespace() else {
-        return Vec::new();
-    };
+    match member.namespace() {
+        Some(namespace) => on_member_binding(world, &namespace),
+        None => Vec::new(),
+    }
+}
+
+/// A member's RoleBinding concerns the open transfers of its namespace's
+/// workspace: a running transfer waits until the bindings of the members it
+/// revokes are gone.
+pub fn on_member_binding(world: &World, namespace: &str) -> Vec<String> {
     world
-        .workspaces_naming(&namespace)
+        .workspaces_naming(namespace)
         .iter()
         .flat_map(|ws| names(world.transfers_of(&ws.name_any())))
         .collect()
 }
 
-/// A managed child (the per-transfer read grants) concerns the transfer
+/// A managed child (the per-transfer read grant) concerns the transfer
 /// that controls it.
 pub fn on_child<K: Resource>(child: &K) -> Vec<String> {
     child
