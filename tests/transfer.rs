@@ -1345,3 +1345,56 @@ async fn a_target_deleted_after_the_owner_changed_puts_the_owner_back() {
     // The member the transfer revoked comes back: the transfer no longer applies.
     wait_member_phase(&it.ws, "dan", MemberPhase::Active).await;
 }
+
+#[tokio::test]
+async fn a_restarted_operator_writes_nothing_for_settled_transfers() {
+    let _alone = alone().await;
+    let plane = support::plane();
+    let first = own_operator(&[], &[]);
+    let id = support::unique("quiet");
+    let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
+    let org = format!("globex-{id}");
+    let (moved, waiting) = (format!("q1-{id}"), format!("q2-{id}"));
+    organization(&org, &[&carol], vec![], None).await;
+    for ws in [&moved, &waiting] {
+        workspace(&alice, ws, "User", &alice, json!({})).await;
+    }
+    let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
+    let (done, pending) = (format!("{moved}-t"), format!("{waiting}-t"));
+    for (name, ws) in [(&done, &moved), (&pending, &waiting)] {
+        let from = Some(("User", alice.as_str()));
+        let manifest = transfer(name, ws, from, ("Organization", &org), approved.clone());
+        Kubectl::as_user(&alice, &[]).create(&manifest).success();
+    }
+    patch_answer(&carol, &done, "target", "approvedBy")
+        .await
+        .success();
+    wait_transfer(&done, "completed and released", |t| {
+        phase(t) == Some(TransferPhase::Completed) && t.finalizers().is_empty()
+    })
+    .await;
+    wait_transfer(&pending, "its preview", |t| {
+        condition(t, "Validated") == Some(("True", "Valid"))
+    })
+    .await;
+    first.kill9();
+    drop(first);
+
+    let mark = plane.audit_mark();
+    let second = own_operator(&[], &[]);
+    for name in [&done, &pending] {
+        support::wait_for(
+            &format!("the restarted operator to look at {name}"),
+            TIMEOUT,
+            || async { (!second.reconciled("transfer", "", name).is_empty()).then_some(()) },
+        )
+        .await;
+    }
+    // About this scenario's objects (other tests' may still be settling).
+    let writes: Vec<_> = plane
+        .writes_since(mark, support::operator::OPERATOR_USER)
+        .into_iter()
+        .filter(|w| w.name.contains(&id) || w.namespace.contains(&id))
+        .collect();
+    assert!(writes.is_empty(), "a restarted operator wrote: {writes:?}");
+}
