@@ -26,6 +26,7 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
   --idle SECONDS             how long the converged operator is watched idle (default 120)
   --latency-samples L        single creates timed at light load (default 200)
   --churn C                  members added and then removed (default 100)
+  --transfer-members T       members of the workspace the transfer scenario moves (default 100)
   --setup-concurrency X      concurrency of the admin's untimed setup (default 16)
   --calibration-concurrency Y  concurrency of the calibration client per pool (default 8,
                              the operator's --concurrency per controller)
@@ -59,6 +60,7 @@ fn parse() -> Result<Option<Run>, String> {
         idle: Duration::from_secs(120),
         latency_samples: 200,
         churn: 100,
+        transfer_members: 100,
         setup_concurrency: 16,
         calibration_concurrency: 8,
         calibration: None,
@@ -87,6 +89,7 @@ fn parse() -> Result<Option<Run>, String> {
             "--idle" => settings.idle = Duration::from_secs(value()? as u64),
             "--latency-samples" => settings.latency_samples = value()?,
             "--churn" => settings.churn = value()?,
+            "--transfer-members" => settings.transfer_members = value()?,
             "--setup-concurrency" => settings.setup_concurrency = value()?.max(1),
             "--calibration-concurrency" => settings.calibration_concurrency = value()?.max(1),
             "--keep-logs" => keep_logs = true,

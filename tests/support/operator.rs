@@ -112,6 +112,21 @@ impl Operator {
     /// Starts another operator process with `extra` arguments after `run`,
     /// authenticating with `kubeconfig`.
     pub fn start_as(kubeconfig: &std::path::Path, extra: &[&str]) -> Operator {
+        Operator::start_as_with_env(kubeconfig, extra, &[])
+    }
+
+    /// Starts another operator process with `extra` arguments after `run`
+    /// and the environment variables `env`, as the operator's own
+    /// ServiceAccount (fault injection, for instance).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        Operator::start_as_with_env(&operator_kubeconfig(plane()), extra, env)
+    }
+
+    fn start_as_with_env(
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let plane = plane();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +149,7 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,workspace_operator=debug,kube=warn")
             .env("HOSTNAME", format!("operator-{n}"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -316,9 +332,12 @@ impl Operator {
 
     /// Stops the process with SIGTERM (graceful: releases the lease).
     pub fn stop(&self) {
+        // A process that is gone already (killed, or it killed itself) is
+        // stopped: no message about it.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
+            .stderr(Stdio::null())
             .status();
     }
 

@@ -94,7 +94,11 @@ pub async fn measure(admin: &Client, samples: usize) -> Quantiles {
 /// Organization (the shape the operator writes), and nothing per Workspace
 /// or member. The authorizer's walk depends only on the bindings that
 /// exist, not on who wrote them.
-pub async fn at_scale(workspaces: usize, per_organization: usize, samples: usize) -> AuthorizationTax {
+pub async fn at_scale(
+    workspaces: usize,
+    per_organization: usize,
+    samples: usize,
+) -> AuthorizationTax {
     use futures::StreamExt;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
     use serde_json::json;

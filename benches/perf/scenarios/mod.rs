@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod process;
 pub mod report;
 pub mod tracker;
+pub mod transfer;
 pub mod warm;
 
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ pub struct Settings {
     pub latency_samples: usize,
     /// Members added (then removed), each in another workspace.
     pub churn: usize,
+    /// Members of the workspace the transfer scenario moves.
+    pub transfer_members: usize,
     /// Concurrency of the admin's untimed setup.
     pub setup_concurrency: usize,
     /// Concurrency of the calibration client (per pool; the operator's
@@ -314,6 +317,12 @@ pub async fn run(settings: &Settings) -> Report {
         settings,
     )
     .await;
+    eprintln!(
+        "perf: a transfer of a workspace with {} members",
+        settings.transfer_members
+    );
+    report.transfer =
+        transfer::run(plane, &admin, &second, settings.transfer_members, timeout).await;
     report.memory.end_mib = second_proc.rss_mib();
     report.memory.restart_peak_mib = second_proc.hwm_mib();
     block_in_place(|| second.stop());

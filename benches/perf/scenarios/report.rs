@@ -20,6 +20,7 @@ pub struct Report {
     pub restart: Restart,
     pub latency: Latency,
     pub churn: Churn,
+    pub transfer: TransferRun,
     pub memory: Memory,
     pub calibration: Calibration,
     pub authorization: super::authz::AuthorizationTax,
@@ -165,6 +166,20 @@ pub struct Change {
     pub writes_per_change: f64,
     pub writes_per_change_by_kind: BTreeMap<String, f64>,
     pub events_per_change: f64,
+}
+
+/// One WorkspaceTransfer of a workspace with many members, timed from the
+/// second approval.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TransferRun {
+    pub members: usize,
+    /// Members the transfer revokes (the target lists every other one).
+    pub members_revoked: usize,
+    pub completed: bool,
+    pub ms_to_completed: f64,
+    pub writes: u64,
+    pub writes_by_kind: BTreeMap<String, u64>,
+    pub events: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -503,6 +518,22 @@ impl Report {
                 ),
             );
         }
+        let t = &self.transfer;
+        let _ = writeln!(
+            out,
+            "transfer ({} members, {} revoked)",
+            t.members, t.members_revoked
+        );
+        w(
+            &mut out,
+            "second approval to Completed",
+            format!("{:.0} ms", t.ms_to_completed),
+        );
+        w(
+            &mut out,
+            "writes per transfer",
+            format!("{} (events {}): {:?}", t.writes, t.events, t.writes_by_kind),
+        );
         let _ = writeln!(out, "member churn");
         for (what, ch) in [("add", &self.churn.add), ("remove", &self.churn.remove)] {
             w(
