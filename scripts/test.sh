@@ -8,4 +8,8 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 bash tests/controlplane/build.sh >/dev/null
 echo "control plane binaries ready ($((SECONDS - start))s)"
+# And helm, which the chart's tests (tests/helm.rs, tests/manifests_drift.rs) drive.
+start=$SECONDS
+bash tests/tools/build.sh >/dev/null
+echo "helm ready ($((SECONDS - start))s)"
 cargo test --all-targets "$@"
