@@ -160,7 +160,19 @@ fn the_rendered_chart_is_accepted_by_the_api_server() {
             Some(plane.kubeconfig()),
         )
         .success();
-        let run = admin.run_with_input(&["apply", "--dry-run=server", "-f", "-"], &rendered);
+        // Server-side apply (a create or an update, whichever the cluster
+        // needs), so the install test on the same plane cannot race it.
+        let run = admin.run_with_input(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            &rendered,
+        );
         assert!(
             run.ok,
             "the API server refused the chart rendered with {values}:\n{}",
@@ -351,6 +363,7 @@ async fn install_run_upgrade_and_uninstall_with_helm() {
     let operator = run_as_deployment(&client, &format!("{RELEASE}-0")).await;
     operator.wait_ready(Duration::from_secs(60));
     assert_eq!(operator.get("/livez").map(|(code, _)| code), Some(200));
+    assert_confined(&operator);
 
     // The examples converge with only the chart's RBAC.
     let examples = support::repo_root().join("examples");
@@ -471,6 +484,50 @@ async fn install_run_upgrade_and_uninstall_with_helm() {
             "namespace {ws} is not being deleted"
         );
     }
+}
+
+/// The running operator is the binary itself (no shell in between), with no
+/// PATH, and, when the tests run as root, as the chart's user 65532 in a
+/// working directory it cannot write.
+fn assert_confined(operator: &Operator) {
+    let proc = PathBuf::from(format!("/proc/{}", operator.pid()));
+    let exe = std::fs::read_link(proc.join("exe")).expect("the operator's executable");
+    assert!(
+        exe.ends_with("workspace-operator"),
+        "the process is {}",
+        exe.display()
+    );
+    let environ = std::fs::read(proc.join("environ")).expect("the operator's environment");
+    let names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| {
+            String::from_utf8_lossy(kv)
+                .split_once('=')
+                .map(|(k, _)| k.to_string())
+        })
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "PATH" || n == "HOME"),
+        "{names:?}"
+    );
+    let uid = |status: &Path| -> String {
+        std::fs::read_to_string(status)
+            .expect("a process status")
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .expect("the effective uid")
+            .to_string()
+    };
+    if uid(Path::new("/proc/self/status")) == "0" {
+        assert_eq!(uid(&proc.join("status")), "65532", "the chart's user");
+    }
+    let cwd = std::fs::read_link(proc.join("cwd")).expect("the operator's working directory");
+    assert!(
+        std::fs::metadata(&cwd).is_ok_and(|m| m.permissions().readonly()),
+        "{} is read-only",
+        cwd.display()
+    );
 }
 
 /// The Deployment is what the restricted Pod Security Standard admits, with
