@@ -1,0 +1,295 @@
+//! What GitOps tools see: the status of live workspaces.dev objects judged
+//! by Flux's health library (kstatus, `sigs.k8s.io/cli-utils`) and by the
+//! project's Argo CD health checks (`examples/gitops/argocd-cm-health.yaml`,
+//! run by gopher-lua, the Lua engine Argo CD embeds), through the small Go
+//! program in tests/tools/health. For every state the two must agree:
+//! Current and Healthy when Ready, InProgress and Progressing while work is
+//! under way or the operator has not seen the latest spec, Failed and
+//! Degraded when a person must act.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::json;
+use support::kubectl::Kubectl;
+use support::objects;
+use support::operator::Operator;
+
+/// The health judge, built once into the cache.
+fn health_binary() -> &'static Path {
+    static HEALTH: OnceLock<PathBuf> = OnceLock::new();
+    HEALTH.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(support::repo_root().join("tests/tools/build.sh"))
+            .arg("health")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/tools/build.sh health");
+        assert!(out.status.success(), "building the health judge failed");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("health")
+    })
+}
+
+/// One object, as `kubectl get` names it.
+#[derive(Clone, Copy)]
+struct Object<'a> {
+    resource: &'a str,
+    namespace: Option<&'a str>,
+    name: &'a str,
+}
+
+fn workspace(name: &str) -> Object<'_> {
+    Object {
+        resource: "workspaces.workspaces.dev",
+        namespace: None,
+        name,
+    }
+}
+
+fn member<'a>(namespace: &'a str, name: &'a str) -> Object<'a> {
+    Object {
+        resource: "workspacemembers.workspaces.dev",
+        namespace: Some(namespace),
+        name,
+    }
+}
+
+fn organization(name: &str) -> Object<'_> {
+    Object {
+        resource: "organizations.workspaces.dev",
+        namespace: None,
+        name,
+    }
+}
+
+/// How Flux and Argo CD judge an object now: (kstatus, Argo CD health,
+/// Argo CD message, whether the operator has written its status).
+fn judge(object: Object<'_>) -> Option<(String, String, String, bool)> {
+    let mut args = vec!["get", object.resource, object.name, "-o", "json"];
+    if let Some(ns) = object.namespace {
+        args.extend(["-n", ns]);
+    }
+    let run = Kubectl::as_user("system:admin", &["system:masters"]).run(&args);
+    if !run.ok {
+        return None;
+    }
+    let checks = support::repo_root().join("examples/gitops/argocd-cm-health.yaml");
+    let mut child = Command::new(health_binary())
+        .arg(checks)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the health judge");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(run.stdout.as_bytes())
+        .expect("write the object");
+    let out = child.wait_with_output().expect("the health judge finished");
+    assert!(
+        out.status.success(),
+        "the health judge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let observed = serde_json::from_str::<serde_json::Value>(&run.stdout).expect("kubectl's JSON")
+        ["status"]["observedGeneration"]
+        .is_i64();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fields: Vec<&str> = line.splitn(4, '\t').collect();
+    assert!(fields.len() >= 3, "unexpected output {line:?}");
+    Some((
+        fields[1].to_string(),
+        fields[2].to_string(),
+        fields.get(3).unwrap_or(&"").to_string(),
+        observed,
+    ))
+}
+
+/// Waits until kstatus says `kstatus` about `object` with a status the
+/// operator wrote, then checks that the Argo CD health check agrees. (Before
+/// the operator's first status write the two differ on purpose: kstatus
+/// calls an object without status Current, the Argo CD check Progressing.)
+async fn wait_health(object: Object<'_>, kstatus: &str) {
+    let argo = match kstatus {
+        "Current" => "Healthy",
+        "InProgress" => "Progressing",
+        "Failed" => "Degraded",
+        other => panic!("no Argo CD counterpart for {other}"),
+    };
+    let what = format!("{} {} to be {kstatus}", object.resource, object.name);
+    let (_, health, message, _) = support::wait_for(&what, Duration::from_secs(60), || async {
+        judge(object).filter(|(status, _, _, observed)| status == kstatus && *observed)
+    })
+    .await;
+    assert_eq!(
+        health, argo,
+        "kstatus says {kstatus} about {} {}, the Argo CD check {health} ({message})",
+        object.resource, object.name
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let org = support::unique("gitops-org");
+    let prod = support::unique("gitops-prod");
+    let rival = support::unique("gitops-rival");
+    let taken = support::unique("gitops-taken");
+    let squatter = support::unique("gitops-squat");
+    let moving = support::unique("gitops-moving");
+    let fresh = support::unique("gitops-fresh");
+    let _dump = support::dump_on_failure(&[&prod, &moving]);
+    let operator = Operator::start(&[]);
+    operator.wait_ready(Duration::from_secs(60));
+
+    // Ready objects are Current and Healthy.
+    objects::apply(
+        &admin,
+        objects::organization(
+            &org,
+            &["alice@example.com"],
+            json!({"spec": {"members": [{"kind": "User", "name": "bob@example.com"}]}}),
+        ),
+    )
+    .await;
+    for name in [&prod, &moving] {
+        objects::apply(
+            &admin,
+            objects::workspace(
+                name,
+                "Organization",
+                &org,
+                json!({"spec": {"handle": name}}),
+            ),
+        )
+        .await;
+    }
+    wait_health(organization(&org), "Current").await;
+    wait_health(workspace(&prod), "Current").await;
+    objects::apply(
+        &admin,
+        objects::member(&prod, "bob", objects::user("bob@example.com"), "Developer"),
+    )
+    .await;
+    wait_health(member(&prod, "bob"), "Current").await;
+
+    // What a person must resolve is Failed and Degraded: a handle taken by an
+    // older Workspace of the same owner, a namespace the Workspace did not
+    // create, a member outside the organization.
+    objects::apply(
+        &admin,
+        objects::workspace(
+            &rival,
+            "Organization",
+            &org,
+            json!({"spec": {"handle": prod}}),
+        ),
+    )
+    .await;
+    wait_health(workspace(&rival), "Failed").await;
+    Kubectl::as_user("system:admin", &["system:masters"])
+        .run(&["create", "namespace", &taken])
+        .success();
+    objects::apply(
+        &admin,
+        objects::workspace(
+            &squatter,
+            "Organization",
+            &org,
+            json!({"spec": {"namespace": taken}}),
+        ),
+    )
+    .await;
+    wait_health(workspace(&squatter), "Failed").await;
+    objects::apply(
+        &admin,
+        objects::member(
+            &prod,
+            "mallory",
+            objects::user("mallory@example.com"),
+            "Viewer",
+        ),
+    )
+    .await;
+    wait_health(member(&prod, "mallory"), "Failed").await;
+
+    // Work under way is InProgress and Progressing: the namespace of a
+    // Workspace deleted behind the operator's back, held by a finalizer,
+    // until it is gone and provisioned again.
+    wait_health(workspace(&moving), "Current").await;
+    let kubectl = Kubectl::as_user("system:admin", &["system:masters"]);
+    kubectl
+        .run_with_input(
+            &["apply", "-f", "-"],
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "held", "namespace": moving,
+                                 "finalizers": ["example.com/hold"]}})
+            .to_string(),
+        )
+        .success();
+    kubectl
+        .run(&["delete", "namespace", &moving, "--wait=false"])
+        .success();
+    wait_health(workspace(&moving), "InProgress").await;
+    kubectl
+        .run(&[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            &moving,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .success();
+    wait_health(workspace(&moving), "Current").await;
+
+    // A spec change the operator has not seen yet (it is stopped) is
+    // InProgress and Progressing, until it has.
+    operator.stop();
+    support::wait_for("the operator to stop", Duration::from_secs(30), || async {
+        (!operator.is_running()).then_some(())
+    })
+    .await;
+    objects::apply(
+        &admin,
+        objects::workspace(
+            &prod,
+            "Organization",
+            &org,
+            json!({"spec": {"handle": prod, "description": "changed while the operator was away"}}),
+        ),
+    )
+    .await;
+    wait_health(workspace(&prod), "InProgress").await;
+    // A Workspace the operator has not seen at all has no status: kstatus
+    // calls that Current, the Argo CD check (deliberately) Progressing.
+    objects::apply(
+        &admin,
+        objects::workspace(
+            &fresh,
+            "Organization",
+            &org,
+            json!({"spec": {"handle": fresh}}),
+        ),
+    )
+    .await;
+    let (status, health, _, observed) = judge(workspace(&fresh)).expect("the new Workspace");
+    assert_eq!(
+        (status.as_str(), health.as_str(), observed),
+        ("Current", "Progressing", false)
+    );
+    let operator = Operator::start(&[]);
+    operator.wait_ready(Duration::from_secs(60));
+    wait_health(workspace(&prod), "Current").await;
+    wait_health(workspace(&fresh), "Current").await;
+}
