@@ -135,8 +135,13 @@ async fn wait_health(object: Object<'_>, kstatus: &str) {
     );
 }
 
+/// The tests of this binary each run their own operator, and one stops it to
+/// show a spec it has not seen: they run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
     let org = support::unique("gitops-org");
@@ -292,4 +297,63 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
     operator.wait_ready(Duration::from_secs(60));
     wait_health(workspace(&prod), "Current").await;
     wait_health(workspace(&fresh), "Current").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tenants_a_platform_team_commits_apply_and_become_healthy() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    support::plane();
+    let _dump = support::dump_on_failure(&["globex-dev", "globex-prod"]);
+    let operator = Operator::start(&[]);
+    operator.wait_ready(Duration::from_secs(60));
+    let gitops = support::repo_root().join("examples/gitops");
+    let kubectl = Kubectl::as_user("system:admin", &["system:masters"]);
+
+    // What Flux's tenants Kustomization (or Argo CD's first sync wave) does.
+    kubectl
+        .run(&["apply", "-k", &gitops.join("tenants").to_string_lossy()])
+        .success();
+    wait_health(organization("globex"), "Current").await;
+    for ws in ["globex-dev", "globex-prod"] {
+        wait_health(workspace(ws), "Current").await;
+    }
+    // Then the members, once the Workspaces are healthy (dependsOn, or
+    // the next sync wave).
+    kubectl
+        .run(&["apply", "-k", &gitops.join("members").to_string_lossy()])
+        .success();
+    wait_health(member("globex-prod", "frank"), "Current").await;
+    wait_health(member("globex-dev", "engineering"), "Current").await;
+
+    // Every path the Flux and Argo CD objects name exists in the repository.
+    for file in [
+        "flux/workspace-operator.yaml",
+        "flux/tenants.yaml",
+        "argocd/workspace-operator.yaml",
+        "argocd/tenants.yaml",
+    ] {
+        let text = std::fs::read_to_string(gitops.join(file)).expect("read the GitOps object");
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("- ");
+            let Some(path) = line
+                .strip_prefix("path: ")
+                .or_else(|| line.strip_prefix("chart: "))
+                .or_else(|| line.ends_with("values.yaml").then_some(line))
+            else {
+                continue;
+            };
+            let path = path.trim_start_matches("./");
+            let resolved = if path.starts_with("../") {
+                support::repo_root()
+                    .join("charts/workspace-operator")
+                    .join(path)
+            } else {
+                support::repo_root().join(path)
+            };
+            assert!(
+                resolved.exists(),
+                "{file} names {path}, which is not in the repository"
+            );
+        }
+    }
 }

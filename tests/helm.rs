@@ -98,7 +98,8 @@ fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Run {
     }
 }
 
-/// The chart's `ci/*-values.yaml` files, relative to the repository.
+/// The chart's `ci/*-values.yaml` files and the GitOps example's values,
+/// relative to the repository.
 fn ci_values_files() -> Vec<String> {
     let dir = support::repo_root().join(CHART).join("ci");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -109,6 +110,8 @@ fn ci_values_files() -> Vec<String> {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no {CHART}/ci/*-values.yaml");
+    // The values a platform team commits for GitOps (docs/install.md).
+    files.push("examples/gitops/values.yaml".to_string());
     files
 }
 
