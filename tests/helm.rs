@@ -129,6 +129,15 @@ fn the_chart_passes_helm_lint_strict_with_every_ci_values_file() {
         let run = helm(&["lint", "--strict", CHART, "--set", bad], None);
         assert!(!run.ok, "`{}` passed:\n{}", run.line, run.stdout);
     }
+    // The admission policies need Kubernetes 1.30: older clusters are refused.
+    let run = helm(&["template", CHART, "--kube-version", "1.29.9"], None);
+    assert!(
+        !run.ok && run.stderr.contains("kubeVersion"),
+        "`{}`: {}",
+        run.line,
+        run.stderr
+    );
+    helm(&["template", CHART, "--kube-version", "1.30.0"], None).success();
     // Two replicas without leader election would both reconcile.
     let run = helm(
         &["template", CHART, "--set", "leaderElection.enabled=false"],
