@@ -878,6 +878,16 @@ fn transfer_refusals() -> Vec<Refusal> {
             new_handle_immutable,
         ),
         refuse(
+            "update: from changed",
+            merge_patch(
+                transfer(&wst(), json!({"from": {"kind": "User", "name": ALICE}})),
+                spec(json!({"from": {"kind": "User", "name": "mallory@example.com"}})),
+            ),
+            "spec.from",
+            FORBIDDEN,
+            "spec.from cannot change after the transfer is created",
+        ),
+        refuse(
             "update: source approval withdrawn",
             merge_patch(
                 transfer(&wst(), approved.clone()),

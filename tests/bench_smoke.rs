@@ -23,6 +23,7 @@ async fn performance_scenarios_converge_and_stay_quiet_at_n_50() {
         idle: Duration::from_secs(10),
         latency_samples: 10,
         churn: 5,
+        transfer_members: 20,
         setup_concurrency: 8,
         calibration_concurrency: 8,
         // On this plane, at the end: the smoke run checks no figures.
@@ -67,6 +68,11 @@ async fn performance_scenarios_converge_and_stay_quiet_at_n_50() {
     assert_eq!(
         report.churn.remove.timeouts, 0,
         "every removal was reported"
+    );
+    assert!(report.transfer.completed, "the transfer completed");
+    assert_eq!(
+        report.transfer.members_revoked, 10,
+        "the target lists every other member"
     );
     assert!(report.calibration.writes > 0, "the calibration ran");
 }

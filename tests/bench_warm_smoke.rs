@@ -22,6 +22,7 @@ async fn warm_start_on_a_converged_cluster_writes_nothing() {
         idle: Duration::from_secs(10),
         latency_samples: 0,
         churn: 0,
+        transfer_members: 0,
         setup_concurrency: 8,
         calibration_concurrency: 8,
         calibration: None,

@@ -26,6 +26,7 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
   --idle SECONDS             how long the converged operator is watched idle (default 120)
   --latency-samples L        single creates timed at light load (default 200)
   --churn C                  members added and then removed (default 100)
+  --transfer-members T       members of the workspace the transfer scenario moves (default 100)
   --setup-concurrency X      concurrency of the admin's untimed setup (default 16)
   --calibration-concurrency Y  concurrency of the calibration client per pool (default 8,
                              the operator's --concurrency per controller)
@@ -36,7 +37,11 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
                              (report: target/bench/warm-<N>.json)
   --keep-logs                copy the audit log and the operator's logs next to the report
   --perf-record              record the operator's CPU profile during the cold converge
-                             (perf record, next to the report: perf report -i …)";
+                             (perf record, next to the report: perf report -i …)
+  --authorization-only       instead of the scenarios above: the authorization tax for N
+                             workspaces (SubjectAccessReviews on a fresh plane before and
+                             after creating the cluster-scoped RBAC objects N workspaces
+                             hold: one admin role and binding per Organization)";
 
 struct Run {
     settings: Settings,
@@ -44,6 +49,7 @@ struct Run {
     keep_logs: bool,
     calibration_only: bool,
     warm_start: bool,
+    authorization_only: bool,
 }
 
 fn parse() -> Result<Option<Run>, String> {
@@ -54,6 +60,7 @@ fn parse() -> Result<Option<Run>, String> {
         idle: Duration::from_secs(120),
         latency_samples: 200,
         churn: 100,
+        transfer_members: 100,
         setup_concurrency: 16,
         calibration_concurrency: 8,
         calibration: None,
@@ -65,6 +72,7 @@ fn parse() -> Result<Option<Run>, String> {
     let mut calibration_only = false;
     let mut warm_start = false;
     let mut perf_record = false;
+    let mut authorization_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -81,11 +89,13 @@ fn parse() -> Result<Option<Run>, String> {
             "--idle" => settings.idle = Duration::from_secs(value()? as u64),
             "--latency-samples" => settings.latency_samples = value()?,
             "--churn" => settings.churn = value()?,
+            "--transfer-members" => settings.transfer_members = value()?,
             "--setup-concurrency" => settings.setup_concurrency = value()?.max(1),
             "--calibration-concurrency" => settings.calibration_concurrency = value()?.max(1),
             "--keep-logs" => keep_logs = true,
             "--warm-start" => warm_start = true,
             "--perf-record" => perf_record = true,
+            "--authorization-only" => authorization_only = true,
             // Internal: how the harness runs the calibration in a process
             // (and so on a control plane) of its own.
             "--calibration-only" => calibration_only = true,
@@ -113,6 +123,7 @@ fn parse() -> Result<Option<Run>, String> {
         keep_logs,
         calibration_only,
         warm_start,
+        authorization_only,
     }))
 }
 
@@ -123,6 +134,7 @@ fn main() {
         keep_logs,
         calibration_only,
         warm_start,
+        authorization_only,
     } = match parse() {
         Ok(Some(run)) => run,
         Ok(None) => {
@@ -138,6 +150,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if authorization_only {
+        let tax = runtime.block_on(scenarios::authz::at_scale(
+            settings.workspaces,
+            settings.per_organization,
+            500,
+        ));
+        let (p50, p99) = tax.ratios();
+        for (what, q) in [("empty", &tax.empty), ("populated", &tax.populated)] {
+            println!(
+                "{what:<10} p50 / p90 / p99 {:.2} / {:.2} / {:.2} ms ({} samples, {} ClusterRoleBindings)",
+                q.p50_ms, q.p90_ms, q.p99_ms, q.samples, q.cluster_role_bindings
+            );
+        }
+        println!("populated / empty: p50 {p50:.2}x, p99 {p99:.2}x (target <= 1.10x)");
+        return;
+    }
     if calibration_only {
         let mut calibration = runtime.block_on(scenarios::calibration_only(&settings));
         calibration.separate_plane = true;

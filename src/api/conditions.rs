@@ -118,6 +118,16 @@ pub mod reason {
     /// An Organization being deleted still owns Workspaces: its deletion
     /// waits until they are deleted or transferred.
     pub const WORKSPACES_REMAIN: &str = "WorkspacesRemain";
+    /// The (new) handle is taken among the target account's workspaces.
+    pub const HANDLE_TAKEN: &str = "HandleTaken";
+    /// The target account has as many workspaces as its limit allows.
+    pub const TARGET_LIMIT_REACHED: &str = "TargetLimitReached";
+    /// The transfer's `spec.from` is not the workspace's owner.
+    pub const SOURCE_MISMATCH: &str = "SourceMismatch";
+    /// The workspace changed owner since the transfer was proposed.
+    pub const SOURCE_CHANGED: &str = "SourceChanged";
+    /// Execution could not finish (the workspace or the target went away).
+    pub const TRANSFER_FAILED: &str = "TransferFailed";
 
     /// Every reason of this API.
     pub const ALL: &[&str] = &[
@@ -155,6 +165,11 @@ pub mod reason {
         TRANSFERRING,
         COMPLETED,
         API_ERROR,
+        HANDLE_TAKEN,
+        TARGET_LIMIT_REACHED,
+        SOURCE_MISMATCH,
+        SOURCE_CHANGED,
+        TRANSFER_FAILED,
     ];
 }
 

@@ -30,8 +30,9 @@ pub use organization::{
     OrganizationSubjectKind, PodSecurityLevel, WorkspaceDefaults,
 };
 pub use transfer::{
-    AffectedSubject, Approval, TransferApprovals, TransferImpact, TransferPhase, WorkspaceTransfer,
-    WorkspaceTransferSpec, WorkspaceTransferStatus, WorkspaceUsage,
+    AffectedSubject, Approval, TransferApprovals, TransferImpact, TransferPhase, TransferSource,
+    TransferStep, WorkspaceTransfer, WorkspaceTransferSpec, WorkspaceTransferStatus,
+    WorkspaceUsage,
 };
 pub use workspace::{
     AccountKind, AccountRef, DeletionPolicy, Workspace, WorkspacePhase, WorkspaceSpec,

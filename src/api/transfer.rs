@@ -62,6 +62,10 @@ use super::workspace::AccountRef;
         .message("spec.newHandle cannot change after the transfer is created; delete this WorkspaceTransfer and create a new one.")
         .reason(Reason::FieldValueForbidden)
         .field_path(".newHandle"),
+    validation = Rule::new("has(self.from) == has(oldSelf.from) && (!has(self.from) || self.from == oldSelf.from)")
+        .message("spec.from cannot change after the transfer is created; delete this WorkspaceTransfer and create a new one.")
+        .reason(Reason::FieldValueForbidden)
+        .field_path(".from"),
     validation = Rule::new("!has(oldSelf.approvals) || !has(oldSelf.approvals.source) || (has(self.approvals) && has(self.approvals.source) && self.approvals.source == oldSelf.approvals.source)")
         .message("approvals.source cannot be changed or withdrawn once given; delete the WorkspaceTransfer to cancel it.")
         .reason(Reason::FieldValueForbidden)
@@ -89,6 +93,15 @@ pub struct WorkspaceTransferSpec {
         .message("spec.to cannot change after the transfer is created; delete this WorkspaceTransfer and create a new one.")
         .reason(Reason::FieldValueForbidden))]
     pub to: AccountRef,
+
+    /// The account that owns the workspace now, as the person creating the
+    /// transfer states it. Required to give the source approval in the same
+    /// request that creates the transfer (admission judges that approval
+    /// against it); the operator checks it against the Workspace, and a
+    /// transfer whose `from` is not the workspace's owner fails
+    /// (`SourceMismatch`) and never runs. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<AccountRef>,
 
     /// Optional new handle for the workspace in the target account, for when
     /// its current handle is taken there. Same format as `Workspace.spec.handle`.
@@ -216,6 +229,19 @@ pub struct WorkspaceTransferStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<AccountRef>,
 
+    /// The source side as the operator found it when it first saw the
+    /// transfer: the workspace's owner and namespace. Written once and never
+    /// changed; admission judges source approvals against it, and a
+    /// workspace whose owner is no longer this account fails the transfer
+    /// (`SourceChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TransferSource>,
+
+    /// The last execution step that finished: `Started`, `MembersRevoked`.
+    /// An interrupted transfer resumes after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<TransferStep>,
+
     /// When execution started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -223,6 +249,52 @@ pub struct WorkspaceTransferStatus {
     /// When the transfer reached a final phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+}
+
+/// The source side of a transfer: who owns the workspace, and its namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferSource {
+    /// `User` or `Organization`.
+    pub kind: super::workspace::AccountKind,
+    /// The username or the Organization's name.
+    pub name: String,
+    /// The workspace's namespace (its Owner members answer for the source
+    /// side too); empty while the workspace holds none.
+    #[serde(default, rename = "namespace")]
+    pub namespace: String,
+}
+
+impl TransferSource {
+    /// The source account.
+    pub fn account(&self) -> AccountRef {
+        AccountRef {
+            kind: self.kind,
+            name: self.name.clone(),
+        }
+    }
+}
+
+// The execution steps of a transfer, in order (a plain comment: see
+// `TransferPhase`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransferStep {
+    /// Execution started: `status.from` is recorded and members that do not
+    /// belong to the target are being revoked.
+    Started,
+    /// Every member that does not belong to the target has lost its
+    /// binding; next the workspace's owner (and handle) change.
+    MembersRevoked,
+}
+
+impl TransferStep {
+    /// The name used in `status.step` and in the fault-injection setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "Started",
+            Self::MembersRevoked => "MembersRevoked",
+        }
+    }
 }
 
 /// Who loses and who gains access, and whether the target can take the

@@ -15,6 +15,7 @@ pub mod labels;
 pub mod member;
 pub mod organization;
 pub mod runner;
+pub mod transfer;
 pub mod workspace;
 pub mod world;
 
@@ -222,9 +223,10 @@ pub async fn run(
         member::run(ctx.clone(), triggers.members).map(|()| "the member controller stopped"),
     );
     parts.spawn(
-        organization::run(ctx, triggers.organizations)
+        organization::run(ctx.clone(), triggers.organizations)
             .map(|()| "the organization controller stopped"),
     );
+    parts.spawn(transfer::run(ctx, triggers.transfers).map(|()| "the transfer controller stopped"));
     supervise(parts, stop).await;
 }
 

@@ -24,9 +24,10 @@ use serde::de::DeserializeOwned;
 
 use super::cache::{self, Cache};
 use super::index::{self, Index};
-use super::{labels, member};
+use super::{labels, member, transfer};
 use crate::api::{
     AccountRef, MemberPhase, Organization, Workspace, WorkspaceMember, WorkspacePhase,
+    WorkspaceTransfer,
 };
 use crate::http::{Health, WatchHealth};
 
@@ -56,6 +57,11 @@ pub struct World {
     pub limit_ranges: Cache<LimitRange>,
     /// NetworkPolicies the operator manages (organization defaults).
     pub network_policies: Cache<NetworkPolicy>,
+    /// Every WorkspaceTransfer.
+    pub transfers: Cache<WorkspaceTransfer>,
+    /// Open transfers by workspace and by account
+    /// ([`transfer::triggers::index_keys`]).
+    transfer_index: Index<WorkspaceTransfer>,
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
     /// Members by namespace, ServiceAccount namespace and custom role
@@ -109,6 +115,19 @@ impl World {
             .lookup(&self.members, &index::given_role(name))
     }
 
+    /// The open WorkspaceTransfers filed under `key` ([`transfer::triggers`]).
+    pub fn transfers_under(&self, key: &str) -> Vec<Arc<WorkspaceTransfer>> {
+        self.transfer_index.lookup(&self.transfers, key)
+    }
+
+    /// The open WorkspaceTransfers of the Workspace `workspace`.
+    pub fn transfers_of(&self, workspace: &str) -> Vec<Arc<WorkspaceTransfer>> {
+        self.transfers_under(&transfer::triggers::of_workspace(workspace))
+            .into_iter()
+            .filter(|t| t.spec.workspace == workspace)
+            .collect()
+    }
+
     /// The managed RoleBindings in `namespace`.
     pub fn role_bindings_in(&self, namespace: &str) -> Vec<Arc<RoleBinding>> {
         self.role_binding_index
@@ -124,6 +143,8 @@ pub struct Triggers {
     pub members: UnboundedReceiver<ObjectRef<WorkspaceMember>>,
     /// Organizations to reconcile.
     pub organizations: UnboundedReceiver<ObjectRef<Organization>>,
+    /// WorkspaceTransfers to reconcile.
+    pub transfers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>,
 }
 
 /// The future that drives every watch; it ends only if a watch ends.
@@ -136,9 +157,31 @@ struct Router {
     to_workspaces: UnboundedSender<ObjectRef<Workspace>>,
     to_members: UnboundedSender<ObjectRef<WorkspaceMember>>,
     to_organizations: UnboundedSender<ObjectRef<Organization>>,
+    to_transfers: UnboundedSender<ObjectRef<WorkspaceTransfer>>,
 }
 
 impl Router {
+    /// Queues the transfer controller's reconciles of `names`.
+    fn transfers(&self, names: Vec<String>) {
+        for name in names {
+            let _ = self.to_transfers.unbounded_send(ObjectRef::new(&name));
+        }
+    }
+
+    /// A transfer: the transfer controller decides which transfers it
+    /// concerns; the members of its workspace are judged against its target
+    /// while it runs.
+    fn on_transfer(&self, t: &WorkspaceTransfer) {
+        self.transfers(transfer::triggers::on_transfer(&self.world, t));
+        if let Some(ws) = self
+            .world
+            .workspaces
+            .get(&ObjectRef::new(&t.spec.workspace))
+        {
+            self.members_of_workspace(&ws);
+        }
+    }
+
     fn organization(&self, name: &str) {
         let _ = self.to_organizations.unbounded_send(ObjectRef::new(name));
     }
@@ -228,10 +271,12 @@ impl Router {
             }
         }
         self.members_of_workspace(ws);
+        self.transfers(transfer::triggers::on_workspace(&self.world, ws));
     }
 
     fn on_organization(&self, org: &Organization) {
         self.organization(&org.name_any());
+        self.transfers(transfer::triggers::on_organization(&self.world, org));
         let owner = AccountRef::organization(org.name_any());
         for ws in self.world.workspaces_of_owner(&owner) {
             self.workspace(&ws.name_any());
@@ -262,6 +307,7 @@ impl Router {
             self.workspace(&name);
         }
         self.member(&ns, &changed.name_any());
+        self.transfers(transfer::triggers::on_member(&self.world, changed));
         let subject = &changed.spec.subject;
         self.members_in(&ns, |m| {
             member::build::same_subject(&m.spec.subject, subject)
@@ -283,6 +329,7 @@ impl Router {
                 .or_else(|| rb.labels().get(labels::MEMBER).map(String::as_str));
             if let (Some(name), Some(ns)) = (name, rb.namespace()) {
                 self.member(&ns, name);
+                self.transfers(transfer::triggers::on_member_binding(&self.world, &ns));
             }
             return;
         }
@@ -300,6 +347,7 @@ impl Router {
 
     /// A child carries the name of its Workspace (or Organization) as a label.
     fn on_child<K: Resource>(&self, child: &K) {
+        self.transfers(transfer::triggers::on_child(child));
         if let Some(name) = child.labels().get(labels::WORKSPACE) {
             self.workspace(name);
         }
@@ -338,6 +386,8 @@ impl World {
         let (quotas, quota_writer) = cache::cache::<ResourceQuota>();
         let (limit_ranges, limit_range_writer) = cache::cache::<LimitRange>();
         let (network_policies, network_policy_writer) = cache::cache::<NetworkPolicy>();
+        let (transfers, transfer_writer) = cache::cache::<WorkspaceTransfer>();
+        let (to_transfers, transfer_triggers) = unbounded();
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
@@ -353,6 +403,8 @@ impl World {
             quotas,
             limit_ranges,
             network_policies,
+            transfers,
+            transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
             member_index: Index::new(index::member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
@@ -362,6 +414,7 @@ impl World {
             to_workspaces,
             to_members,
             to_organizations,
+            to_transfers,
         };
 
         let all = watcher::Config::default()
@@ -376,6 +429,7 @@ impl World {
             .page_size(LIST_PAGE)
             .labels(member::ASSIGNABLE_SELECTOR);
 
+        let all_transfers = all.clone();
         let drivers: Vec<Drivers> = vec![
             drive(
                 watcher(Api::all(client.clone()), all.clone()),
@@ -501,6 +555,17 @@ impl World {
                     move |n: &NetworkPolicy| r.on_child(n)
                 },
             ),
+            drive(
+                watcher(Api::all(client.clone()), all_transfers),
+                transfer_writer,
+                Some(world.transfer_index.clone()),
+                trim,
+                health.watch("workspacetransfers"),
+                {
+                    let r = router.clone();
+                    move |t: &WorkspaceTransfer| r.on_transfer(t)
+                },
+            ),
         ];
         let drivers: Drivers = Box::pin(async move {
             future::select_all(drivers).await;
@@ -512,6 +577,7 @@ impl World {
                 workspaces: workspace_triggers,
                 members: member_triggers,
                 organizations: organization_triggers,
+                transfers: transfer_triggers,
             },
         )
     }
@@ -531,6 +597,7 @@ impl World {
             Box::pin(self.quotas.wait_until_ready()),
             Box::pin(self.limit_ranges.wait_until_ready()),
             Box::pin(self.network_policies.wait_until_ready()),
+            Box::pin(self.transfers.wait_until_ready()),
         ])
         .await;
     }
@@ -800,6 +867,8 @@ mod tests {
             quotas: cache::cache().0,
             limit_ranges: cache::cache().0,
             network_policies: cache::cache().0,
+            transfers: cache::cache().0,
+            transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
             member_index: Index::new(index::member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
@@ -814,6 +883,7 @@ mod tests {
             to_workspaces,
             to_members: unbounded().0,
             to_organizations: unbounded().0,
+            to_transfers: unbounded().0,
         };
         // The delete event's copy: the cache has dropped the namespace
         // already, and no cached Workspace names it in its spec.

@@ -193,7 +193,10 @@ async fn snapshot(targets: &[Target], admin: &kube::Client) -> BTreeMap<String, 
                 .as_object_mut()
                 .map(|m| m.remove(volatile));
         }
-        if target.plural == "workspaces" || target.plural == "organizations" {
+        if matches!(
+            target.plural,
+            "workspaces" | "organizations" | "workspacetransfers"
+        ) {
             value.as_object_mut().map(|m| m.remove("status"));
         }
         objects.insert(
@@ -275,6 +278,18 @@ const NOT_ATTACKS: &[(&str, &str, &str, &str)] = &[
         "organizations/status",
         "*",
         "every organization's status is the operator's to write; it grants nothing",
+    ),
+    (
+        "workspaces.dev",
+        "workspacetransfers/finalizers",
+        "*",
+        "authorization-only subresource (blockOwnerDeletion); no endpoint",
+    ),
+    (
+        "workspaces.dev",
+        "workspacetransfers/status",
+        "*",
+        "every transfer's status is the operator's; status.source is checked against the workspace before anything runs",
     ),
 ];
 
@@ -434,6 +449,18 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             change: json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
         },
         Target {
+            // An access role that would aggregate into `admin`.
+            gvk: ("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            plural: "clusterroles",
+            namespace: None,
+            existing: support::unique("sec-matrix-role"),
+            new: json!({"metadata": {"name": format!("workspaces.dev:organization:{org}:admin"),
+                                     "labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+                        "rules": [{"apiGroups": ["workspaces.dev"], "resources": ["organizations"],
+                                   "resourceNames": [org], "verbs": ["get"]}]}),
+            change: json!({"metadata": {"labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}}),
+        },
+        Target {
             gvk: ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
             plural: "clusterrolebindings",
             namespace: None,
@@ -463,6 +490,15 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             change: json!({"spec": {"admins": [{"kind": "User", "name": mallory}]}}),
         },
         Target {
+            gvk: ("workspaces.dev", "v1alpha1", "WorkspaceTransfer"),
+            plural: "workspacetransfers",
+            namespace: None,
+            existing: support::unique("sec-matrix-transfer"),
+            new: json!({"metadata": {"name": support::unique("sec-matrix-transfer")},
+                        "spec": {"workspace": workspace, "to": {"kind": "User", "name": "bystander@example.com"}}}),
+            change: json!({"metadata": {"labels": {"stolen": "true"}}}),
+        },
+        Target {
             gvk: ("coordination.k8s.io", "v1", "Lease"),
             plural: "leases",
             namespace: Some("kube-system".to_string()),
@@ -487,9 +523,25 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             "clusterroles" => secrets_rule.clone(),
             "clusterrolebindings" => binding_to("view"),
             "leases" => json!({}),
+            "workspacetransfers" => json!({"spec": {"workspace": workspace,
+                                                     "to": {"kind": "User", "name": "bystander@example.com"}}}),
             _ => continue,
         };
         bystander(admin, target, body).await;
+    }
+    // The operator takes up the transfer (its finalizer) before the
+    // snapshot, so that only an attacker's change can show.
+    if let Some(t) = targets.iter().find(|t| t.plural == "workspacetransfers") {
+        let api = t.api(admin);
+        support::wait_for(
+            "the bystander transfer to be taken up",
+            super::TIMEOUT,
+            || async {
+                let object = api.get(&t.existing).await.ok()?;
+                (!object.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
+            },
+        )
+        .await;
     }
     targets
 }

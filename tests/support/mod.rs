@@ -380,7 +380,8 @@ impl ControlPlane {
     }
 
     /// The writes (create, update, patch, delete) `user` made after `mark`,
-    /// leader-election Lease renewals excepted.
+    /// leader-election Lease renewals and reviews (a SelfSubjectReview is a
+    /// question, not a stored object) excepted.
     pub fn writes_since(&self, mark: AuditMark, user: &str) -> Vec<AuditedRequest> {
         self.requests_since(mark, user)
             .into_iter()
@@ -390,7 +391,7 @@ impl ControlPlane {
                     "create" | "update" | "patch" | "delete" | "deletecollection"
                 )
             })
-            .filter(|r| r.resource != "leases")
+            .filter(|r| r.resource != "leases" && !r.resource.ends_with("reviews"))
             .collect()
     }
 }

@@ -125,6 +125,21 @@ impl Operator {
     /// Starts another operator process with `extra` arguments after `run`,
     /// authenticating with `kubeconfig`.
     pub fn start_as(kubeconfig: &std::path::Path, extra: &[&str]) -> Operator {
+        Operator::start_as_with_env(kubeconfig, extra, &[])
+    }
+
+    /// Starts another operator process with `extra` arguments after `run`
+    /// and the environment variables `env`, as the operator's own
+    /// ServiceAccount (fault injection, for instance).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        Operator::start_as_with_env(&operator_kubeconfig(plane()), extra, env)
+    }
+
+    fn start_as_with_env(
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = free_port();
@@ -134,14 +149,15 @@ impl Operator {
             format!("127.0.0.1:{port}"),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
-        let env = [
+        let mut vars = vec![
             (
                 "RUST_LOG".to_string(),
                 "info,workspace_operator=debug,kube=warn".to_string(),
             ),
             ("HOSTNAME".to_string(), format!("operator-{n}")),
         ];
-        Operator::launch(kubeconfig, &args, &env, port)
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Operator::launch(kubeconfig, &args, &vars, port)
     }
 
     /// Starts the operator binary with exactly `args` (from the subcommand
@@ -412,9 +428,12 @@ impl Operator {
 
     /// Stops the process with SIGTERM (graceful: releases the lease).
     pub fn stop(&self) {
+        // A process that is gone already (killed, or it killed itself) is
+        // stopped: no message about it.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
+            .stderr(Stdio::null())
             .status();
     }
 

@@ -11,11 +11,13 @@
 //! operator's user; memory and CPU from /proc.
 
 pub mod audit;
+pub mod authz;
 pub mod calibrate;
 pub mod fixtures;
 pub mod process;
 pub mod report;
 pub mod tracker;
+pub mod transfer;
 pub mod warm;
 
 use std::time::{Duration, Instant};
@@ -50,6 +52,8 @@ pub struct Settings {
     pub latency_samples: usize,
     /// Members added (then removed), each in another workspace.
     pub churn: usize,
+    /// Members of the workspace the transfer scenario moves.
+    pub transfer_members: usize,
     /// Concurrency of the admin's untimed setup.
     pub setup_concurrency: usize,
     /// Concurrency of the calibration client (per pool; the operator's
@@ -203,6 +207,9 @@ pub async fn calibration_only(settings: &Settings) -> calibrate::Calibration {
     .await
 }
 
+/// SubjectAccessReviews timed for each authorization-tax measurement.
+const AUTHZ_SAMPLES: usize = 500;
+
 /// Runs every scenario in order and returns the report, judged.
 pub async fn run(settings: &Settings) -> Report {
     let plane = block_in_place(support::plane);
@@ -215,6 +222,8 @@ pub async fn run(settings: &Settings) -> Report {
         about: about(settings),
         ..Report::default()
     };
+    eprintln!("perf: authorization tax before the population");
+    report.authorization.empty = authz::measure(&admin, AUTHZ_SAMPLES).await;
     let tracker;
     (tracker, report.setup_seconds) = set_up(&admin, &population, settings).await;
 
@@ -265,6 +274,8 @@ pub async fn run(settings: &Settings) -> Report {
     c.read_waits = process::read_waits(&apf_before, &apf_after);
     report.memory.peak_mib = first_proc.hwm_mib();
 
+    eprintln!("perf: authorization tax with the population converged");
+    report.authorization.populated = authz::measure(&admin, AUTHZ_SAMPLES).await;
     (report.idle, report.memory.steady) =
         watch_idle(plane, &admin, first_proc, settings.idle).await;
     report.memory.peak_mib = report.memory.peak_mib.max(first_proc.hwm_mib());
@@ -306,6 +317,12 @@ pub async fn run(settings: &Settings) -> Report {
         settings,
     )
     .await;
+    eprintln!(
+        "perf: a transfer of a workspace with {} members",
+        settings.transfer_members
+    );
+    report.transfer =
+        transfer::run(plane, &admin, &second, settings.transfer_members, timeout).await;
     report.memory.end_mib = second_proc.rss_mib();
     report.memory.restart_peak_mib = second_proc.hwm_mib();
     block_in_place(|| second.stop());

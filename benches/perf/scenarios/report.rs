@@ -20,8 +20,10 @@ pub struct Report {
     pub restart: Restart,
     pub latency: Latency,
     pub churn: Churn,
+    pub transfer: TransferRun,
     pub memory: Memory,
     pub calibration: Calibration,
+    pub authorization: super::authz::AuthorizationTax,
     pub targets: Vec<Target>,
 }
 
@@ -61,16 +63,17 @@ impl About {
 
 /// The design's minimum of object writes for one workspace with `members`
 /// members (events apart): the finalizer, the namespace, the owner
-/// RoleBinding, two ClusterRoles, two ClusterRoleBindings and the status;
-/// per member its RoleBinding and its status. See `docs/performance.md`.
+/// RoleBinding and the status; per member its RoleBinding and its status.
+/// No cluster-scoped object per workspace. See `docs/performance.md`.
 pub fn minimum_writes(members: usize) -> u64 {
-    8 + 2 * members as u64
+    4 + 2 * members as u64
 }
 
 /// The minimum for a population: every workspace's, and per owning
-/// Organization its admin ClusterRole, that role's binding and its status.
+/// Organization its finalizer, its admin ClusterRole, that role's binding
+/// and its status.
 pub fn minimum_population_writes(workspaces: usize, members: usize, organizations: usize) -> u64 {
-    workspaces as u64 * minimum_writes(members) + 3 * organizations as u64
+    workspaces as u64 * minimum_writes(members) + 4 * organizations as u64
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -165,6 +168,20 @@ pub struct Change {
     pub events_per_change: f64,
 }
 
+/// One WorkspaceTransfer of a workspace with many members, timed from the
+/// second approval.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TransferRun {
+    pub members: usize,
+    /// Members the transfer revokes (the target lists every other one).
+    pub members_revoked: usize,
+    pub completed: bool,
+    pub ms_to_completed: f64,
+    pub writes: u64,
+    pub writes_by_kind: BTreeMap<String, u64>,
+    pub events: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Churn {
     pub add: Change,
@@ -253,6 +270,13 @@ impl Report {
             format!("= {:.2} (minimum)", c.minimum_writes_per_workspace),
             format!("{:.2}", c.writes_per_workspace),
             c.writes_per_workspace <= c.minimum_writes_per_workspace + 0.005,
+        );
+        let (p50, p99) = self.authorization.ratios();
+        targets.add(
+            "authorization tax (SAR, unrelated user)",
+            "<= 1.10x empty".into(),
+            format!("p50 {p50:.2}x, p99 {p99:.2}x"),
+            p50 <= 1.10,
         );
         targets.add(
             "converge efficiency",
@@ -475,6 +499,40 @@ impl Report {
                 l.events_per_workspace,
                 l.failed_writes
             ),
+        );
+        let a = &self.authorization;
+        let _ = writeln!(
+            out,
+            "authorization tax (SubjectAccessReview, unrelated user)"
+        );
+        for (what, q) in [
+            ("empty cluster", &a.empty),
+            ("population converged", &a.populated),
+        ] {
+            w(
+                &mut out,
+                &format!("{what}: p50 / p90 / p99"),
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms ({} samples, {} ClusterRoleBindings)",
+                    q.p50_ms, q.p90_ms, q.p99_ms, q.samples, q.cluster_role_bindings
+                ),
+            );
+        }
+        let t = &self.transfer;
+        let _ = writeln!(
+            out,
+            "transfer ({} members, {} revoked)",
+            t.members, t.members_revoked
+        );
+        w(
+            &mut out,
+            "second approval to Completed",
+            format!("{:.0} ms", t.ms_to_completed),
+        );
+        w(
+            &mut out,
+            "writes per transfer",
+            format!("{} (events {}): {:?}", t.writes, t.events, t.writes_by_kind),
         );
         let _ = writeln!(out, "member churn");
         for (what, ch) in [("add", &self.churn.add), ("remove", &self.churn.remove)] {

@@ -151,6 +151,14 @@ pub fn claimant<'a>(namespace: &str, naming: &'a [Arc<Workspace>]) -> Option<&'a
         .min_by_key(|ws| (ws.creation_timestamp().map(|t| t.0), ws.name_any()))
 }
 
+/// `ws` as it will be once `owner` owns it: what a transfer's member checks
+/// are judged against (the same rules as for any workspace of `owner`).
+pub fn owned_by(ws: &Workspace, owner: &crate::api::AccountRef) -> Workspace {
+    let mut moved = ws.clone();
+    moved.spec.owner = owner.clone();
+    moved
+}
+
 /// Namespaces of the organization's provisioned workspaces: a ServiceAccount
 /// in one of them belongs to the organization.
 pub fn organization_namespaces(organization: &str, workspaces: &[Arc<Workspace>]) -> Vec<String> {
@@ -593,7 +601,11 @@ pub fn compute_status(
                 );
                 conditions::remove_condition(&mut status.conditions, conditions::STALLED);
             }
-            status.phase = Some(MemberPhase::Pending);
+            status.phase = Some(if blocked.reason == reason::REVOKED_BY_TRANSFER {
+                MemberPhase::Revoked
+            } else {
+                MemberPhase::Pending
+            });
             status.role_binding = previous
                 .role_binding
                 .filter(|rb| held.contains(rb))

@@ -29,7 +29,9 @@ use kube::{Resource, ResourceExt};
 use self::build::Plan;
 use super::apply::{apply, delete_if_present, needs_write};
 use super::{Action, Context, ReconcileError, labels};
-use crate::api::{AccountKind, Organization, Workspace, WorkspaceMember, WorkspaceMemberStatus};
+use crate::api::{
+    AccountKind, AccountRef, Organization, Workspace, WorkspaceMember, WorkspaceMemberStatus,
+};
 
 /// Label a cluster admin puts on a ClusterRole that members may be given
 /// (besides listing it in `--assignable-cluster-roles`).
@@ -102,13 +104,16 @@ impl Gathered {
                     .organizations
                     .get(&ObjectRef::new(&ws.spec.owner.name))
             });
+        // The workspace itself counts among the owner's, also when it is
+        // the copy of a workspace a transfer is about to give to the owner.
         let organization_namespaces = workspace
             .filter(|_| organization.is_some())
             .map(|ws| {
-                build::organization_namespaces(
-                    &ws.spec.owner.name,
-                    &world.workspaces_of_owner(&ws.spec.owner),
-                )
+                let mut of_owner = world.workspaces_of_owner(&ws.spec.owner);
+                if !of_owner.iter().any(|o| o.uid() == ws.uid()) {
+                    of_owner.push(Arc::new(ws.clone()));
+                }
+                build::organization_namespaces(&ws.spec.owner.name, &of_owner)
             })
             .unwrap_or_default();
         let bindings = world
@@ -164,6 +169,100 @@ pub fn granted(ctx: &Context, ws: &Workspace, namespace: &str) -> Vec<Arc<Worksp
         .collect()
 }
 
+/// The members in `namespace` that hold their role in `ws` now and would
+/// lose it were `ws` owned by `owner`, each with why: the same decision
+/// ([`build::decide`]) the member controller takes once the owner changed.
+/// A transfer previews them and waits for their bindings to go.
+pub fn losing_access(
+    ctx: &Context,
+    ws: &Workspace,
+    namespace: &str,
+    owner: &AccountRef,
+) -> Vec<(Arc<WorkspaceMember>, build::Blocked)> {
+    let moved = build::owned_by(ws, owner);
+    let now = Gathered::read(ctx, namespace, Some(ws));
+    let then = Gathered::read(ctx, namespace, Some(&moved));
+    let assignable = |name: &str| is_assignable(ctx, name);
+    now.members
+        .iter()
+        .filter(|m| !build::deleting(&***m))
+        .filter(|m| {
+            let inputs = now.inputs(m, Some(ws), None, &assignable);
+            matches!(build::decide(&inputs, ws), Plan::Grant(_))
+        })
+        .filter_map(|m| {
+            let inputs = then.inputs(m, Some(&moved), None, &assignable);
+            match build::decide(&inputs, &moved) {
+                Plan::Blocked(blocked) if blocked.revoke => Some((m.clone(), blocked)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The transfer rules on top of a member's own plan. While a transfer of
+/// its workspace runs, a member must belong to the target account too, or
+/// it is revoked (`RevokedByTransfer`, phase `Revoked`); once the transfer
+/// has run, a member it revoked keeps that reason for as long as it does
+/// not belong to the new owner.
+fn under_transfer(
+    ctx: &Context,
+    member: &WorkspaceMember,
+    workspace: Option<&Workspace>,
+    plan: Plan,
+) -> Plan {
+    use crate::api::conditions::{READY, find_condition, reason};
+    let Some(ws) = workspace else { return plan };
+    if matches!(plan, Plan::Grant(_)) {
+        let running = ctx
+            .world
+            .transfers_of(&ws.name_any())
+            .into_iter()
+            .find(|t| {
+                t.status.as_ref().and_then(|s| s.phase)
+                    == Some(crate::api::TransferPhase::Transferring)
+            });
+        let Some(transfer) = running else { return plan };
+        let namespace = member.namespace().unwrap_or_default();
+        let moved = build::owned_by(ws, &transfer.spec.to);
+        let gathered = Gathered::read(ctx, &namespace, Some(&moved));
+        let assignable = |name: &str| is_assignable(ctx, name);
+        let inputs = gathered.inputs(member, Some(&moved), None, &assignable);
+        return match build::decide(&inputs, &moved) {
+            Plan::Blocked(blocked) if blocked.revoke => Plan::Blocked(build::Blocked {
+                reason: reason::REVOKED_BY_TRANSFER,
+                message: format!(
+                    "Revoked by WorkspaceTransfer {}, which moves workspace {} to {}: {}",
+                    transfer.name_any(),
+                    ws.name_any(),
+                    transfer.spec.to,
+                    blocked.message
+                ),
+                stalled: true,
+                revoke: true,
+            }),
+            _ => plan,
+        };
+    }
+    let previous = member
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, READY))
+        .filter(|c| c.reason == reason::REVOKED_BY_TRANSFER);
+    match (plan, previous) {
+        (Plan::Blocked(blocked), Some(before))
+            if blocked.revoke && blocked.reason == reason::NOT_AN_ORGANIZATION_MEMBER =>
+        {
+            Plan::Blocked(build::Blocked {
+                reason: reason::REVOKED_BY_TRANSFER,
+                message: before.message.clone(),
+                ..blocked
+            })
+        }
+        (plan, _) => plan,
+    }
+}
+
 /// Whether the member's status should wait: its Workspace is about to be
 /// provisioned (it exists and has not reported yet), and the member has not
 /// reported either (and holds nothing). Its first status is then the outcome, not a
@@ -208,7 +307,7 @@ async fn reconcile(member: Arc<WorkspaceMember>, ctx: Arc<Context>) -> Result<Ac
     let gathered = Gathered::read(&ctx, &namespace, workspace);
     let assignable = |name: &str| is_assignable(&ctx, name);
     let inputs = gathered.inputs(&member, workspace, claimant, &assignable);
-    let plan = build::plan(&inputs);
+    let plan = under_transfer(&ctx, &member, workspace, build::plan(&inputs));
     let own: Vec<Arc<RoleBinding>> = build::own_bindings(&member, &gathered.bindings)
         .into_iter()
         .cloned()
