@@ -3,9 +3,11 @@
 //! project's Argo CD health checks (`examples/gitops/argocd-cm-health.yaml`,
 //! run by gopher-lua, the Lua engine Argo CD embeds), through the small Go
 //! program in tests/tools/health. For every state the two must agree:
-//! Current and Healthy when Ready, InProgress and Progressing while work is
-//! under way or the operator has not seen the latest spec, Failed and
-//! Degraded when a person must act.
+//! Current and Healthy when Ready (a Workspace, a member, an Organization, a
+//! completed transfer), InProgress and Progressing while work is under way or
+//! the operator has not seen the latest spec, Failed and Degraded when a
+//! person must act (a handle or namespace conflict, a member outside the
+//! organization, a refused transfer).
 
 mod support;
 
@@ -55,6 +57,14 @@ fn member<'a>(namespace: &'a str, name: &'a str) -> Object<'a> {
     Object {
         resource: "workspacemembers.workspaces.dev",
         namespace: Some(namespace),
+        name,
+    }
+}
+
+fn transfer(name: &str) -> Object<'_> {
+    Object {
+        resource: "workspacetransfers.workspaces.dev",
+        namespace: None,
         name,
     }
 }
@@ -257,6 +267,32 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         ])
         .success();
     wait_health(workspace(&moving), "Current").await;
+
+    // Transfers: one both sides approved completes (Current, Healthy); one
+    // the target refuses is Rejected (Failed, Degraded). A platform admin
+    // may answer for either side; an answer is signed by whoever writes it.
+    let completed = support::unique("gitops-done");
+    let refused = support::unique("gitops-refused");
+    let admin_user = "platform-admin@example.com";
+    let platform = Kubectl::as_user(admin_user, &["system:masters"]);
+    for (name, from_ws, target) in [
+        (&completed, &moving, json!({"approvedBy": admin_user})),
+        (&refused, &prod, json!({"rejectedBy": admin_user})),
+    ] {
+        platform
+            .create(
+                &json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "WorkspaceTransfer",
+                        "metadata": {"name": name},
+                        "spec": {"workspace": from_ws,
+                                 "from": {"kind": "Organization", "name": org},
+                                 "to": {"kind": "User", "name": "zed@example.com"},
+                                 "approvals": {"source": {"approvedBy": admin_user}, "target": target}}})
+                .to_string(),
+            )
+            .success();
+    }
+    wait_health(transfer(&completed), "Current").await;
+    wait_health(transfer(&refused), "Failed").await;
 
     // A spec change the operator has not seen yet (it is stopped) is
     // InProgress and Progressing, until it has.
