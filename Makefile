@@ -1,6 +1,6 @@
 # Entry points. Each target is a thin wrapper over a script in scripts/ so the
 # same steps run on a laptop, in CI (.ci/run) and in the docs.
-.PHONY: demo test crds controlplane lint
+.PHONY: demo test crds manifests controlplane helm lint
 
 ## Run the operator on a local control plane with examples/ applied.
 demo:
@@ -10,9 +10,18 @@ demo:
 test:
 	bash scripts/test.sh
 
-## Regenerate crds/ from the Rust types.
+## Regenerate crds/ from the Rust types (and the chart's copy, with deploy/).
 crds:
 	cargo run --quiet -- crds --out-dir crds
+	bash scripts/manifests.sh
+
+## Regenerate deploy/ (and the chart's copy of crds/) from charts/workspace-operator.
+manifests:
+	bash scripts/manifests.sh
+
+## Build (once, cached) helm, which the chart's tests drive.
+helm:
+	bash tests/tools/build.sh
 
 ## Build (once, cached) etcd, kube-apiserver and kube-controller-manager.
 controlplane:

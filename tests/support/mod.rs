@@ -42,17 +42,47 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     audit_log: Option<PathBuf>,
     dir: Option<PathBuf>,
+    /// Whether the harness installed `crds/` and `deploy/` into it.
+    installed: bool,
 }
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
 /// The control plane shared by every test in this binary, started on first
-/// use. When it cannot start, every test fails with the same message.
+/// use with what the project ships installed (`crds/` and `deploy/`). When
+/// it cannot start, every test fails with the same message. In a binary
+/// whose tests asked for [`bare_plane`] first, this is that bare plane.
 pub fn plane() -> &'static ControlPlane {
+    start_plane(true)
+}
+
+/// The control plane of a test binary that installs the project itself (the
+/// Helm chart's tests): started with nothing of the project installed, so an
+/// install under another release name or namespace does not meet the
+/// cluster-scoped objects of `deploy/`. Every test of such a binary calls
+/// this before anything else touches the plane. Needs the local plane: an
+/// existing cluster may hold an install already.
+pub fn bare_plane() -> &'static ControlPlane {
+    assert!(
+        std::env::var(EXISTING_CLUSTER_ENV).is_err(),
+        "this test installs the project itself and needs the local control plane; unset {EXISTING_CLUSTER_ENV}"
+    );
+    let plane = start_plane(false);
+    assert!(
+        !plane.installed,
+        "the control plane of this test binary was started with deploy/ installed; call bare_plane() first"
+    );
+    plane
+}
+
+fn start_plane(install_project: bool) -> &'static ControlPlane {
     let plane = PLANE.get_or_init(|| {
         std::panic::catch_unwind(|| {
-            let plane = ControlPlane::start();
-            run_blocking(install(&plane));
+            let mut plane = ControlPlane::start();
+            if install_project {
+                run_blocking(install(&plane));
+                plane.installed = true;
+            }
             plane
         })
         .map_err(|panic| {
@@ -81,6 +111,7 @@ impl ControlPlane {
                 kubeconfig: PathBuf::from(path),
                 audit_log: None,
                 dir: None,
+                installed: false,
             };
         }
         let dir = std::env::temp_dir().join(format!(
@@ -114,6 +145,7 @@ impl ControlPlane {
             kubeconfig: dir.join("kubeconfig"),
             audit_log: Some(dir.join("audit.log")),
             dir: Some(dir),
+            installed: false,
         }
     }
 

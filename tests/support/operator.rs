@@ -55,13 +55,23 @@ fn workdir(plane: &ControlPlane) -> PathBuf {
 /// operator's own identity, for the operator and for anything that must act
 /// exactly as it does.
 pub fn operator_kubeconfig(plane: &ControlPlane) -> PathBuf {
-    let path = workdir(plane).join("operator.kubeconfig");
+    service_account_kubeconfig(plane, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+}
+
+/// A kubeconfig holding a fresh token of the ServiceAccount
+/// `namespace/name`, as a pod running as it would hold one.
+pub fn service_account_kubeconfig(plane: &ControlPlane, namespace: &str, name: &str) -> PathBuf {
+    let path = if (namespace, name) == (OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT) {
+        workdir(plane).join("operator.kubeconfig")
+    } else {
+        workdir(plane).join(format!("{namespace}.{name}.kubeconfig"))
+    };
     if path.exists() {
         return path;
     }
     let token = run_blocking(async {
         let admin = plane.admin().await;
-        let api: Api<ServiceAccount> = Api::namespaced(admin, OPERATOR_NAMESPACE);
+        let api: Api<ServiceAccount> = Api::namespaced(admin, namespace);
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(24 * 3600),
@@ -69,9 +79,11 @@ pub fn operator_kubeconfig(plane: &ControlPlane) -> PathBuf {
             }),
             ..Default::default()
         };
-        api.create_token_request(OPERATOR_SERVICE_ACCOUNT, &PostParams::default(), &request)
+        api.create_token_request(name, &PostParams::default(), &request)
             .await
-            .expect("a token for the operator's ServiceAccount")
+            .unwrap_or_else(|err| {
+                panic!("a token for the ServiceAccount {namespace}/{name}: {err}")
+            })
             .status
             .expect("token status")
             .token
@@ -95,7 +107,8 @@ pub fn operator_kubeconfig(plane: &ControlPlane) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -128,28 +141,60 @@ impl Operator {
         env: &[(&str, &str)],
     ) -> Operator {
         static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = free_port();
+        let mut args = vec![
+            "run".to_string(),
+            "--metrics-addr".to_string(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut vars = vec![
+            (
+                "RUST_LOG".to_string(),
+                "info,workspace_operator=debug,kube=warn".to_string(),
+            ),
+            ("HOSTNAME".to_string(), format!("operator-{n}")),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Operator::launch(kubeconfig, &args, &vars, port)
+    }
+
+    /// Starts the operator binary with exactly `args` (from the subcommand
+    /// on) and `env` added to the test's environment, authenticating with
+    /// `kubeconfig`; `port` is where `args` make it serve `/readyz` on
+    /// 127.0.0.1.
+    pub fn launch(
+        kubeconfig: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+        port: u16,
+    ) -> Operator {
+        let mut command = vec![env!("CARGO_BIN_EXE_workspace-operator").to_string()];
+        command.extend(args.iter().cloned());
+        let mut env = env.to_vec();
+        env.push(("KUBECONFIG".to_string(), kubeconfig.display().to_string()));
+        Operator::launch_command(&command, &env, port)
+    }
+
+    /// Runs `command` (the operator, possibly wrapped) under the supervisor
+    /// with `env` added to the test's environment.
+    fn launch_command(command: &[String], env: &[(String, String)], port: u16) -> Operator {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         let plane = plane();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = workdir(plane);
+        std::fs::create_dir_all(&dir).expect("workdir");
         let log = dir.join(format!("operator-{n}.log"));
         let pidfile = dir.join(format!("operator-{n}.pid"));
-        let port = free_port();
-        let metrics_addr = format!("127.0.0.1:{port}");
         let supervisor = Command::new("bash")
             .arg(repo_root().join("tests/controlplane/supervise.sh"))
             .arg(std::process::id().to_string())
             .arg(&pidfile)
             .arg(&log)
             .arg("--")
-            .arg(env!("CARGO_BIN_EXE_workspace-operator"))
-            .arg("run")
-            .arg("--metrics-addr")
-            .arg(&metrics_addr)
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,workspace_operator=debug,kube=warn")
-            .env("HOSTNAME", format!("operator-{n}"))
-            .envs(env.iter().copied())
+            .args(command)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -166,6 +211,57 @@ impl Operator {
             log,
             port,
         }
+    }
+
+    /// Like [`Operator::launch`], confined the way a container of the
+    /// chart's Deployment confines it: exactly `env` (and `KUBECONFIG`), no
+    /// PATH and so no shell, a working directory it cannot write, and, when
+    /// the tests run as root, the chart's unprivileged user 65532. A binary
+    /// that needed a writable filesystem, a shell or a home directory would
+    /// fail here as it would in the pod.
+    pub fn launch_confined(
+        kubeconfig: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+        port: u16,
+    ) -> Operator {
+        use std::os::unix::fs::PermissionsExt;
+        let root = workdir(plane()).join(format!("confined-{port}"));
+        let cwd = root.join("cwd");
+        std::fs::create_dir_all(&cwd).expect("the confined working directory");
+        // Readable by the unprivileged user: the token, as the kubelet
+        // mounts it.
+        let config = root.join("kubeconfig");
+        std::fs::copy(kubeconfig, &config).expect("copy the kubeconfig");
+        for (path, mode) in [(&root, 0o755), (&cwd, 0o555), (&config, 0o644)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .expect("set permissions");
+        }
+        let mut wrapped: Vec<String> = Vec::new();
+        // The effective user, as `id -u` prints it.
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if is_root {
+            wrapped.extend(
+                [
+                    "setpriv",
+                    "--reuid=65532",
+                    "--regid=65532",
+                    "--clear-groups",
+                    "--",
+                ]
+                .map(String::from),
+            );
+        }
+        wrapped.extend(["env", "-i", "-C"].map(String::from));
+        wrapped.push(cwd.display().to_string());
+        wrapped.push(format!("KUBECONFIG={}", config.display()));
+        wrapped.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        wrapped.push(env!("CARGO_BIN_EXE_workspace-operator").to_string());
+        wrapped.extend(args.iter().cloned());
+        Operator::launch_command(&wrapped, &[], port)
     }
 
     /// Whether the supervisor (and so the operator) has exited.
