@@ -21,8 +21,8 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 /// Workspace: its namespace exists, is ours (UID-checked) and is labelled.
 pub const NAMESPACE_READY: &str = "NamespaceReady";
-/// Workspace: the owner's RoleBindings and the per-workspace ClusterRole and
-/// ClusterRoleBinding are in place. WorkspaceMember: its RoleBinding is.
+/// Workspace: the owner's RoleBinding is in place. WorkspaceMember: its
+/// RoleBinding is.
 pub const ACCESS_READY: &str = "AccessReady";
 /// WorkspaceTransfer: the workspace, target, handle and limits allow it.
 pub const VALIDATED: &str = "Validated";
