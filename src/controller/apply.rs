@@ -125,7 +125,9 @@ fn has_stale_keys(
         .any(|k| labels::is_operator_key(k) && !desired.contains_key(k))
 }
 
-fn metadata_matches<A: Resource, D: Resource>(actual: &A, desired: &D) -> bool {
+/// Whether `actual` carries the labels, annotations and ownerReferences of
+/// `desired` and no operator key `desired` dropped.
+pub fn metadata_matches<A: Resource, D: Resource>(actual: &A, desired: &D) -> bool {
     let (a, d) = (actual.meta(), desired.meta());
     contains_all(a.labels.as_ref(), d.labels.as_ref())
         && contains_all(a.annotations.as_ref(), d.annotations.as_ref())
@@ -191,48 +193,6 @@ impl UpToDate for ClusterRole {
         metadata_matches(self, desired)
             && self.rules.clone().unwrap_or_default() == desired.rules.clone().unwrap_or_default()
             && self.aggregation_rule == desired.aggregation_rule
-    }
-}
-
-impl UpToDate for k8s_openapi::api::core::v1::ResourceQuota {
-    fn up_to_date(&self, desired: &Self) -> bool {
-        let (a, d) = (
-            self.spec.clone().unwrap_or_default(),
-            desired.spec.clone().unwrap_or_default(),
-        );
-        metadata_matches(self, desired)
-            && super::workspace::defaults::same_quantities(a.hard.as_ref(), d.hard.as_ref())
-            && a.scopes.unwrap_or_default() == d.scopes.unwrap_or_default()
-            && a.scope_selector == d.scope_selector
-    }
-}
-
-impl UpToDate for k8s_openapi::api::core::v1::LimitRange {
-    /// The API server fills in what a LimitRange leaves out (for containers,
-    /// `defaultRequest` from `default`), so only what the desired object sets
-    /// is compared.
-    fn up_to_date(&self, desired: &Self) -> bool {
-        use super::workspace::defaults::same_quantities;
-        let set = |a: Option<&BTreeMap<String, _>>, d: Option<&BTreeMap<String, _>>| {
-            d.is_none() || same_quantities(a, d)
-        };
-        let (a, d) = (
-            self.spec.clone().unwrap_or_default(),
-            desired.spec.clone().unwrap_or_default(),
-        );
-        metadata_matches(self, desired)
-            && a.limits.len() == d.limits.len()
-            && a.limits.iter().zip(&d.limits).all(|(x, y)| {
-                x.type_ == y.type_
-                    && set(x.default.as_ref(), y.default.as_ref())
-                    && set(x.default_request.as_ref(), y.default_request.as_ref())
-                    && set(x.max.as_ref(), y.max.as_ref())
-                    && set(x.min.as_ref(), y.min.as_ref())
-                    && set(
-                        x.max_limit_request_ratio.as_ref(),
-                        y.max_limit_request_ratio.as_ref(),
-                    )
-            })
     }
 }
 

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::api::Organization;
+use crate::controller::apply::{UpToDate, metadata_matches};
 
 /// Name of the ResourceQuota and of the LimitRange the defaults create.
 pub const DEFAULTS_NAME: &str = "workspaces.dev-defaults";
@@ -152,6 +153,49 @@ pub fn same_quantities(
                     _ => v.0 == w.0,
                 })
         })
+}
+
+// What the operator owns in its quota and limit range, for `apply_if_changed`.
+
+impl UpToDate for k8s_openapi::api::core::v1::ResourceQuota {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        let (a, d) = (
+            self.spec.clone().unwrap_or_default(),
+            desired.spec.clone().unwrap_or_default(),
+        );
+        metadata_matches(self, desired)
+            && same_quantities(a.hard.as_ref(), d.hard.as_ref())
+            && a.scopes.unwrap_or_default() == d.scopes.unwrap_or_default()
+            && a.scope_selector == d.scope_selector
+    }
+}
+
+impl UpToDate for k8s_openapi::api::core::v1::LimitRange {
+    /// The API server fills in what a LimitRange leaves out (for containers,
+    /// `defaultRequest` from `default`), so only what the desired object sets
+    /// is compared.
+    fn up_to_date(&self, desired: &Self) -> bool {
+        let set = |a: Option<&BTreeMap<String, _>>, d: Option<&BTreeMap<String, _>>| {
+            d.is_none() || same_quantities(a, d)
+        };
+        let (a, d) = (
+            self.spec.clone().unwrap_or_default(),
+            desired.spec.clone().unwrap_or_default(),
+        );
+        metadata_matches(self, desired)
+            && a.limits.len() == d.limits.len()
+            && a.limits.iter().zip(&d.limits).all(|(x, y)| {
+                x.type_ == y.type_
+                    && set(x.default.as_ref(), y.default.as_ref())
+                    && set(x.default_request.as_ref(), y.default_request.as_ref())
+                    && set(x.max.as_ref(), y.max.as_ref())
+                    && set(x.min.as_ref(), y.min.as_ref())
+                    && set(
+                        x.max_limit_request_ratio.as_ref(),
+                        y.max_limit_request_ratio.as_ref(),
+                    )
+            })
+    }
 }
 
 #[cfg(test)]
