@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod confinement;
 pub mod controller;
+pub mod health;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, USER_AGENT};
-use crate::http::{self, Health};
+use crate::health::Health;
+use crate::http;
 use crate::leader::{self, LeaderElector, LeaseSettings};
 use crate::metrics::Metrics;
 

@@ -64,6 +64,12 @@ pub fn is_label_value(value: &str) -> bool {
                 && value.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
 
+/// Label a cluster admin puts on a ClusterRole that members may be given
+/// (besides listing it in `--assignable-cluster-roles`).
+pub const ASSIGNABLE: &str = "workspaces.dev/assignable";
+/// Selector of the assignable ClusterRoles the operator watches.
+pub const ASSIGNABLE_SELECTOR: &str = "workspaces.dev/assignable=true";
+
 /// Pod Security Admission's enforce label, which the operator sets on every
 /// workspace namespace.
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";

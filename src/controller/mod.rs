@@ -27,7 +27,7 @@ use kube::Client;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::http::Health;
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 pub use runner::{Action, retry_delay};

@@ -29,7 +29,7 @@ use crate::api::{
     AccountRef, MemberPhase, Organization, Workspace, WorkspaceMember, WorkspacePhase,
     WorkspaceTransfer,
 };
-use crate::http::{Health, WatchHealth};
+use crate::health::{Health, WatchHealth};
 
 /// Read-only caches of everything the operator watches.
 #[derive(Clone)]
@@ -427,7 +427,7 @@ impl World {
         let assignable = watcher::Config::default()
             .any_semantic()
             .page_size(LIST_PAGE)
-            .labels(member::ASSIGNABLE_SELECTOR);
+            .labels(labels::ASSIGNABLE_SELECTOR);
 
         let all_transfers = all.clone();
         let drivers: Vec<Drivers> = vec![

@@ -33,12 +33,6 @@ use crate::api::{
     AccountKind, AccountRef, Organization, Workspace, WorkspaceMember, WorkspaceMemberStatus,
 };
 
-/// Label a cluster admin puts on a ClusterRole that members may be given
-/// (besides listing it in `--assignable-cluster-roles`).
-pub const ASSIGNABLE: &str = "workspaces.dev/assignable";
-/// Selector of the assignable ClusterRoles the operator watches.
-pub const ASSIGNABLE_SELECTOR: &str = "workspaces.dev/assignable=true";
-
 /// Metric label of this controller.
 const CONTROLLER: &str = "member";
 
@@ -81,7 +75,11 @@ fn is_assignable(ctx: &Context, name: &str) -> bool {
             .world
             .assignable_roles
             .get(&ObjectRef::new(name))
-            .is_some_and(|cr| cr.labels().get(ASSIGNABLE).is_some_and(|v| v == "true"))
+            .is_some_and(|cr| {
+                cr.labels()
+                    .get(labels::ASSIGNABLE)
+                    .is_some_and(|v| v == "true")
+            })
 }
 
 /// What a decision about the members of one namespace reads from the caches.
