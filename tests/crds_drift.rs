@@ -2,6 +2,8 @@
 //! generate: the Helm chart and `kubectl apply -f crds/` install those files,
 //! so a type change without regenerating would ship a stale API.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -23,7 +25,7 @@ fn committed_crds_match_the_rust_types() {
                 problems.push(format!(
                     "crds/{} differs from the types: {}",
                     file.file_name,
-                    first_difference(&committed, &file.yaml)
+                    support::first_difference(&committed, &file.yaml)
                 ));
             }
             Ok(_) => {}
@@ -51,24 +53,4 @@ fn committed_crds_match_the_rust_types() {
         "crds/ has drifted from src/api:\n  - {}\n{REGENERATE}.",
         problems.join("\n  - ")
     );
-}
-
-/// The first line where two texts differ, for a readable failure.
-fn first_difference(committed: &str, generated: &str) -> String {
-    let mut committed_lines = committed.lines();
-    let mut generated_lines = generated.lines();
-    let mut line = 1;
-    loop {
-        match (committed_lines.next(), generated_lines.next()) {
-            (Some(a), Some(b)) if a == b => line += 1,
-            (None, None) => return "only line endings differ".to_string(),
-            (a, b) => {
-                return format!(
-                    "line {line}: committed {:?}, generated {:?}",
-                    a.unwrap_or("<end of file>"),
-                    b.unwrap_or("<end of file>")
-                );
-            }
-        }
-    }
 }

@@ -5,6 +5,8 @@
 //! install the same objects. Editing deploy/ by hand, or a template without
 //! regenerating, fails here.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,7 +42,7 @@ fn compare(expected: &Path, actual: &Path, actual_name: &str) -> Vec<String> {
             }
             (Some(a), Some(b)) if a != b => problems.push(format!(
                 "{actual_name}/{name} differs: {}",
-                first_difference(&b, &a)
+                support::first_difference(&b, &a)
             )),
             _ => {}
         }
@@ -87,24 +89,4 @@ fn the_chart_carries_the_generated_crds() {
         "the chart's CRDs differ from crds/:\n  - {}\n{REGENERATE}.",
         problems.join("\n  - ")
     );
-}
-
-/// The first line where two texts differ, for a readable failure.
-fn first_difference(committed: &str, generated: &str) -> String {
-    let mut committed_lines = committed.lines();
-    let mut generated_lines = generated.lines();
-    let mut line = 1;
-    loop {
-        match (committed_lines.next(), generated_lines.next()) {
-            (Some(a), Some(b)) if a == b => line += 1,
-            (None, None) => return "only line endings differ".to_string(),
-            (a, b) => {
-                return format!(
-                    "line {line}: committed {:?}, generated {:?}",
-                    a.unwrap_or("<end of file>"),
-                    b.unwrap_or("<end of file>")
-                );
-            }
-        }
-    }
 }

@@ -587,3 +587,23 @@ impl Drop for FailureDump {
         }
     }
 }
+
+/// The first line where two texts differ, for a readable failure.
+pub fn first_difference(committed: &str, generated: &str) -> String {
+    let mut committed_lines = committed.lines();
+    let mut generated_lines = generated.lines();
+    let mut line = 1;
+    loop {
+        match (committed_lines.next(), generated_lines.next()) {
+            (Some(a), Some(b)) if a == b => line += 1,
+            (None, None) => return "only line endings differ".to_string(),
+            (a, b) => {
+                return format!(
+                    "line {line}: committed {:?}, generated {:?}",
+                    a.unwrap_or("<end of file>"),
+                    b.unwrap_or("<end of file>")
+                );
+            }
+        }
+    }
+}
