@@ -109,12 +109,19 @@ async fn attempts(
                     .expect("JSON");
             let mut changed = current.clone();
             merge(&mut changed, target.change.clone());
-            let ops: Vec<Value> = target
-                .change
-                .as_object()
-                .expect("a change is an object")
-                .keys()
-                .map(|k| json!({"op": "add", "path": format!("/{k}"), "value": changed[k]}))
+            // Leaf by leaf under metadata, so that the patch carries no
+            // resourceVersion: an object the operator writes meanwhile (a
+            // transfer's status) must be judged, not refused as stale.
+            let change = target.change.as_object().expect("a change is an object");
+            let ops: Vec<Value> = change
+                .iter()
+                .flat_map(|(k, v)| match (k.as_str(), v.as_object()) {
+                    ("metadata", Some(fields)) => fields
+                        .keys()
+                        .map(|f| json!({"op": "add", "path": format!("/metadata/{f}"), "value": changed["metadata"][f]}))
+                        .collect::<Vec<_>>(),
+                    _ => vec![json!({"op": "add", "path": format!("/{k}"), "value": changed[k]})],
+                })
                 .collect();
             let mut applied = target.type_meta();
             merge(&mut applied, json!({"metadata": {"name": name}}));
