@@ -180,6 +180,30 @@ pub struct Config {
         value_parser = parse_role_name
     )]
     pub assignable_cluster_roles: Vec<String>,
+
+    /// Where to POST notifications (CloudEvents 1.0, JSON) about invitations
+    /// and transfers that wait for someone, and how they ended, e.g.
+    /// `https://hooks.example.com/workspaces`; unset sends nothing. See
+    /// docs/notifications.md.
+    #[arg(long, env = "WORKSPACE_OPERATOR_NOTIFY_URL", value_parser = parse_notify_url)]
+    pub notify_url: Option<String>,
+
+    /// A file holding the key that signs each notification (HMAC-SHA256 of
+    /// the body, hex, in the `X-Workspaces-Signature: sha256=<hex>` header);
+    /// surrounding whitespace is ignored. Unset: notifications are unsigned.
+    #[arg(long, env = "WORKSPACE_OPERATOR_NOTIFY_SECRET_FILE")]
+    pub notify_secret_file: Option<std::path::PathBuf>,
+
+    /// Most notifications waiting for delivery; when the receiver is down
+    /// long enough for the queue to fill, further ones are dropped (and
+    /// counted) rather than slow the operator down.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_NOTIFY_QUEUE",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub notify_queue: u32,
 }
 
 impl Default for Config {
@@ -199,6 +223,9 @@ impl Default for Config {
             log_format: LogFormat::Plain,
             pod_security: PodSecurityLevel::Baseline,
             assignable_cluster_roles: Vec::new(),
+            notify_url: None,
+            notify_secret_file: None,
+            notify_queue: 1000,
         }
     }
 }
@@ -214,6 +241,20 @@ impl Config {
         self.assignable_cluster_roles
             .iter()
             .any(|role| role == name)
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+fn parse_notify_url(input: &str) -> Result<String, String> {
+    let uri: http::Uri = input
+        .trim()
+        .parse()
+        .map_err(|e| format!("{input:?} is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(input.trim().to_owned()),
+        _ => Err(format!(
+            "{input:?} is not an http:// or https:// URL with a host"
+        )),
     }
 }
 
@@ -359,6 +400,9 @@ mod tests {
             "--operator-namespace=ops2",
             "--log-format=json",
             "--assignable-cluster-roles=view, edit ,custom:role",
+            "--notify-url=https://hooks.example.com/ws",
+            "--notify-secret-file=/etc/notify/key",
+            "--notify-queue=10",
         ])
         .unwrap();
         assert_eq!(config.metrics_addr, "127.0.0.1:9000".parse().unwrap());
@@ -378,6 +422,15 @@ mod tests {
         );
         assert!(config.is_assignable_cluster_role("edit"));
         assert!(!config.is_assignable_cluster_role("admin"));
+        assert_eq!(
+            config.notify_url.as_deref(),
+            Some("https://hooks.example.com/ws")
+        );
+        assert_eq!(
+            config.notify_secret_file.as_deref(),
+            Some(std::path::Path::new("/etc/notify/key"))
+        );
+        assert_eq!(config.notify_queue, 10);
     }
 
     #[test]
@@ -403,6 +456,9 @@ mod tests {
         assert!(parse(&["--assignable-cluster-roles=a,,b"]).is_err());
         assert!(parse(&["--assignable-cluster-roles=a/b"]).is_err());
         assert!(parse(&["--metrics-addr=localhost"]).is_err());
+        assert!(parse(&["--notify-url=hooks.example.com"]).is_err());
+        assert!(parse(&["--notify-url=ftp://hooks.example.com/"]).is_err());
+        assert!(parse(&["--notify-queue=0"]).is_err());
     }
 
     #[test]

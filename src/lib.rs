@@ -12,5 +12,6 @@ pub mod health;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod operator;
 pub mod telemetry;

@@ -33,6 +33,11 @@ struct WriteLabels {
     resource: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -49,6 +54,7 @@ pub struct Metrics {
     durations: HistogramFamily,
     writes: Family<WriteLabels, Counter>,
     leader: Gauge,
+    notifications: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -66,6 +72,7 @@ impl Metrics {
         let durations: HistogramFamily = Family::new_with_constructor(duration_histogram);
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
+        let notifications = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "reconciles",
             "Reconciliations started, by controller",
@@ -91,6 +98,11 @@ impl Metrics {
             "1 while this replica holds the leader lease (or leader election is off), else 0",
             leader.clone(),
         );
+        registry.register(
+            "notifications",
+            "Outbound notifications, by outcome: delivered, retried (an attempt that will be repeated), failed (refused or out of attempts) and dropped (queue full)",
+            notifications.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -98,6 +110,7 @@ impl Metrics {
             durations,
             writes,
             leader,
+            notifications,
         }
     }
 
@@ -126,6 +139,14 @@ impl Metrics {
                 controller,
                 resource,
             })
+            .inc();
+    }
+
+    /// Counts one notification outcome (`delivered`, `retried`, `failed`,
+    /// `dropped`).
+    pub fn notification(&self, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

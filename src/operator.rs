@@ -48,6 +48,8 @@ pub enum Error {
     ControllersStopped,
     #[error("the admission policies do not confine this operator: {0}")]
     Confinement(#[source] crate::confinement::Error),
+    #[error("setting up notifications: {0}")]
+    Notify(#[source] crate::notify::Error),
 }
 
 /// Runs the operator until SIGTERM/SIGINT (`Ok`) or a fatal error.
@@ -60,6 +62,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
             .map_err(Error::Confinement)?;
     }
     let metrics = Arc::new(Metrics::new());
+    let notifier =
+        crate::notify::Notifier::start(&config, metrics.clone()).map_err(Error::Notify)?;
     let health = Health::new();
 
     let listener = http::bind(config.metrics_addr).await?;
@@ -76,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     ));
 
     let result = tokio::select! {
-        result = lead(client, config, metrics, health, &mut shutdown) => result,
+        result = lead(client, config, metrics, notifier, health, &mut shutdown) => result,
         finished = &mut server => return Err(server_outcome(finished)),
     };
 
@@ -105,6 +109,7 @@ async fn lead(
     client: Client,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+    notifier: crate::notify::Notifier,
     health: Health,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<(), Error> {
@@ -113,6 +118,7 @@ async fn lead(
         client.clone(),
         config.clone(),
         metrics.clone(),
+        notifier,
         health.clone(),
         async {
             let _ = stopped.await;

@@ -87,6 +87,8 @@ pub mod reason {
     pub const INVITATION_DECLINED: &str = "InvitationDeclined";
     /// The invitation was not answered in time.
     pub const INVITATION_EXPIRED: &str = "InvitationExpired";
+    /// An open invitation ended because its workspace changed owner.
+    pub const INVITATION_REVOKED: &str = "InvitationRevoked";
     /// Access was taken away by a transfer.
     pub const REVOKED_BY_TRANSFER: &str = "RevokedByTransfer";
     /// The target account of a transfer does not exist.
@@ -151,6 +153,7 @@ pub mod reason {
         INVITATION_ACCEPTED,
         INVITATION_DECLINED,
         INVITATION_EXPIRED,
+        INVITATION_REVOKED,
         REVOKED_BY_TRANSFER,
         TARGET_NOT_FOUND,
         HANDLE_UNAVAILABLE,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PartialObjectMeta, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -193,6 +193,13 @@ impl UpToDate for ClusterRole {
         metadata_matches(self, desired)
             && self.rules.clone().unwrap_or_default() == desired.rules.clone().unwrap_or_default()
             && self.aggregation_rule == desired.aggregation_rule
+    }
+}
+
+impl UpToDate for Role {
+    fn up_to_date(&self, desired: &Self) -> bool {
+        metadata_matches(self, desired)
+            && self.rules.clone().unwrap_or_default() == desired.rules.clone().unwrap_or_default()
     }
 }
 

@@ -16,6 +16,9 @@ pub const WORKSPACE: &str = "workspaces.dev/workspace";
 pub const ORGANIZATION: &str = "workspaces.dev/organization";
 /// Label: the WorkspaceMember a RoleBinding grants.
 pub const MEMBER: &str = "workspaces.dev/member";
+/// Label: the WorkspaceMember whose invitee a Role and RoleBinding let
+/// answer the invitation (the value as for [`MEMBER`]).
+pub const INVITATION: &str = "workspaces.dev/invitation";
 /// Annotation on a namespace: the UID of the Workspace that created (or adopted) it.
 pub const WORKSPACE_UID: &str = "workspaces.dev/workspace-uid";
 /// Label: `User` or `Organization`.
@@ -79,6 +82,7 @@ pub const OPERATOR_KEYS: &[&str] = &[
     POD_SECURITY_ENFORCE,
     WORKSPACE,
     MEMBER,
+    INVITATION,
     WORKSPACE_UID,
     OWNER_KIND,
     OWNER,

@@ -49,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes events.
     pub events: events::Events,
+    /// Sends notifications to `--notify-url` (or nothing).
+    pub notifier: crate::notify::Notifier,
     /// The statuses this process wrote that the cache does not show yet (a
     /// hash of each, timestamps left out): the cache can lag behind the
     /// operator's own write, and a reconcile in that window must not write
@@ -191,6 +193,7 @@ pub async fn run(
     client: Client,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+    notifier: crate::notify::Notifier,
     health: Health,
     stop: impl Future<Output = ()>,
 ) {
@@ -205,6 +208,7 @@ pub async fn run(
         config,
         metrics,
         events,
+        notifier,
         written: WrittenStatuses::default(),
     });
     // The watches and each controller are tasks of their own, so they run

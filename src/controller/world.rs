@@ -13,7 +13,7 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::ObjectRef;
@@ -44,6 +44,8 @@ pub struct World {
     pub namespaces: Cache<PartialObjectMeta<Namespace>>,
     /// RoleBindings the operator manages.
     pub role_bindings: Cache<RoleBinding>,
+    /// Roles the operator manages (an invitee's answering grant).
+    pub roles: Cache<Role>,
     /// Per-workspace ClusterRoles the operator manages.
     pub cluster_roles: Cache<ClusterRole>,
     /// Per-workspace ClusterRoleBindings the operator manages.
@@ -318,6 +320,10 @@ impl Router {
     /// A member's RoleBinding triggers its member (named by the controller
     /// ownerReference); the Workspace's own bindings trigger the Workspace.
     fn on_role_binding(&self, rb: &RoleBinding) {
+        if rb.labels().contains_key(labels::INVITATION) {
+            self.on_invitation_grant(rb);
+            return;
+        }
         if rb.labels().contains_key(labels::MEMBER) {
             let owner = rb.owner_references().iter().find(|o| {
                 o.controller == Some(true)
@@ -334,6 +340,19 @@ impl Router {
             return;
         }
         self.on_child(rb);
+    }
+
+    /// An invitee's answering grant (its Role or RoleBinding) triggers its
+    /// member, named by the controller ownerReference.
+    fn on_invitation_grant<K: Resource>(&self, grant: &K) {
+        let owner = grant.owner_references().iter().find(|o| {
+            o.controller == Some(true)
+                && o.kind == WorkspaceMember::kind(&())
+                && o.api_version == WorkspaceMember::api_version(&())
+        });
+        if let (Some(owner), Some(ns)) = (owner, grant.meta().namespace.as_deref()) {
+            self.member(ns, &owner.name);
+        }
     }
 
     /// An assignable ClusterRole triggers the members that name it.
@@ -380,6 +399,7 @@ impl World {
         let (members, member_writer) = cache::cache::<WorkspaceMember>();
         let (namespaces, ns_writer) = cache::cache::<PartialObjectMeta<Namespace>>();
         let (role_bindings, rb_writer) = cache::cache::<RoleBinding>();
+        let (roles, role_writer) = cache::cache::<Role>();
         let (cluster_roles, cr_writer) = cache::cache::<ClusterRole>();
         let (cluster_role_bindings, crb_writer) = cache::cache::<ClusterRoleBinding>();
         let (assignable_roles, assignable_writer) = cache::cache::<ClusterRole>();
@@ -397,6 +417,7 @@ impl World {
             members,
             namespaces,
             role_bindings,
+            roles,
             cluster_roles,
             cluster_role_bindings,
             assignable_roles,
@@ -487,6 +508,17 @@ impl World {
                 {
                     let r = router.clone();
                     move |rb: &RoleBinding| r.on_role_binding(rb)
+                },
+            ),
+            drive(
+                watcher(Api::all(client.clone()), managed.clone()),
+                role_writer,
+                None,
+                trim,
+                health.watch("roles"),
+                {
+                    let r = router.clone();
+                    move |role: &Role| r.on_invitation_grant(role)
                 },
             ),
             drive(
@@ -591,6 +623,7 @@ impl World {
             Box::pin(self.members.wait_until_ready()),
             Box::pin(self.namespaces.wait_until_ready()),
             Box::pin(self.role_bindings.wait_until_ready()),
+            Box::pin(self.roles.wait_until_ready()),
             Box::pin(self.cluster_roles.wait_until_ready()),
             Box::pin(self.cluster_role_bindings.wait_until_ready()),
             Box::pin(self.assignable_roles.wait_until_ready()),
@@ -861,6 +894,7 @@ mod tests {
             members: cache::cache().0,
             namespaces: cache::cache().0,
             role_bindings: cache::cache().0,
+            roles: cache::cache().0,
             cluster_roles: cache::cache().0,
             cluster_role_bindings: cache::cache().0,
             assignable_roles: cache::cache().0,

@@ -8,16 +8,19 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
+use crate::api::conditions::reason;
 use crate::api::{
-    AccountKind, MemberPhase, Organization, OrganizationSubjectKind, Subject, SubjectKind,
-    Workspace, WorkspaceMember, WorkspaceMemberStatus, WorkspacePhase, WorkspaceRole,
+    AccountKind, Organization, OrganizationSubjectKind, Subject, SubjectKind, Workspace,
+    WorkspaceMember, WorkspacePhase, WorkspaceRole,
 };
 use crate::controller::labels;
+
+use super::invitation::{self, Invitation};
+pub use super::status::{compute_status, same_status};
 
 /// Every member RoleBinding's name starts with this.
 pub const BINDING_PREFIX: &str = "wsm-";
@@ -48,7 +51,7 @@ pub fn describe(subject: &Subject) -> String {
 
 /// FNV-1a, 64 bits: a stable hash for shortening generated names (not a
 /// security boundary; names are also checked by ownerReference).
-fn fnv64(text: &str) -> u64 {
+pub(super) fn fnv64(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -194,6 +197,10 @@ pub struct Inputs<'a> {
     /// Whether a custom ClusterRole may be assigned: listed in
     /// `--assignable-cluster-roles` and labelled `workspaces.dev/assignable: "true"`.
     pub is_assignable: &'a (dyn Fn(&str) -> bool + Sync),
+    /// How long an invitation stays open (`--invitation-ttl`).
+    pub invitation_ttl: std::time::Duration,
+    /// The time the decision is taken at (invitations expire).
+    pub now: k8s_openapi::jiff::Timestamp,
 }
 
 /// Why a member gets no (new) access.
@@ -215,6 +222,8 @@ pub struct Blocked {
 pub enum Plan {
     /// Apply this RoleBinding, then remove the member's other bindings.
     Grant(Box<RoleBinding>),
+    /// An open invitation: grant nothing but the invitee's answering grant.
+    Invite(Box<Invitation>),
     /// Grant nothing; report why.
     Blocked(Blocked),
 }
@@ -246,15 +255,6 @@ pub fn own_bindings<'a>(
         .collect();
     own.sort_by_key(|rb| rb.name_any());
     own
-}
-
-/// The role for people: `the Developer role`, `the ClusterRole x`.
-fn describe_role(member: &WorkspaceMember) -> String {
-    match (member.spec.cluster_role_name(), member.spec.role) {
-        (Some(name), _) => format!("ClusterRole {name}"),
-        (None, Some(role)) => format!("the {role} role"),
-        (None, None) => "no role".to_string(),
-    }
 }
 
 /// The ClusterRole `member` asks for, if it may be assigned.
@@ -421,6 +421,12 @@ pub fn decide(inputs: &Inputs<'_>, ws: &Workspace) -> Plan {
         Ok(role) => role,
         Err(blocked) => return Plan::Blocked(blocked),
     };
+    let holds = |m: &WorkspaceMember| !own_bindings(m, inputs.bindings).is_empty();
+    if let Some(plan) =
+        invitation::decide(member, ws, holds(member), inputs.invitation_ttl, inputs.now)
+    {
+        return plan;
+    }
 
     // The member limit: members that hold a binding keep it whatever the
     // limit says; others are let in oldest first.
@@ -430,7 +436,6 @@ pub fn decide(inputs: &Inputs<'_>, ws: &Workspace) -> Plan {
         .and_then(|o| o.spec.limits.as_ref())
         .and_then(|l| l.members_per_workspace)
         .map(|l| l.max(0) as usize);
-    let holds = |m: &WorkspaceMember| !own_bindings(m, inputs.bindings).is_empty();
     if let (Some(limit), false) = (limit, holds(member)) {
         let mine = age_key(member);
         let name = member.name_any();
@@ -505,123 +510,6 @@ pub fn role_binding(member: &WorkspaceMember, workspace: &str, cluster_role: &st
         },
         subjects: Some(vec![rbac_subject(&member.spec.subject)]),
     }
-}
-
-/// The status a member should have after this reconcile. `held` are the
-/// names of the bindings the member holds now (after a successful grant or
-/// revoke, what the operator left in place); `failure` is the bounded reason
-/// of a failed write.
-pub fn compute_status(
-    member: &WorkspaceMember,
-    plan: &Plan,
-    held: &[String],
-    failure: Option<&'static str>,
-    now: &Time,
-) -> WorkspaceMemberStatus {
-    let previous = member.status.clone().unwrap_or_default();
-    let generation = member.meta().generation;
-    let mut status = previous.clone();
-    status.observed_generation = generation;
-    let mut set =
-        |type_: &'static str, holds: ConditionStatus, reason: &'static str, message: String| {
-            conditions::set_condition(
-                &mut status.conditions,
-                NewCondition::new(type_, holds, reason, message).observed_generation(generation),
-                now,
-            );
-        };
-    let subject = describe(&member.spec.subject);
-    match (plan, failure) {
-        (Plan::Grant(binding), None) => {
-            let name = binding.name_any();
-            let workspace = binding
-                .labels()
-                .get(labels::WORKSPACE)
-                .cloned()
-                .unwrap_or_default();
-            set(
-                conditions::READY,
-                ConditionStatus::True,
-                reason::PROVISIONED,
-                format!(
-                    "{subject} holds {} in workspace {workspace} through RoleBinding {name}.",
-                    describe_role(member)
-                ),
-            );
-            conditions::remove_condition(&mut status.conditions, conditions::RECONCILING);
-            conditions::remove_condition(&mut status.conditions, conditions::STALLED);
-            status.phase = Some(MemberPhase::Active);
-            status.role_binding = Some(name);
-        }
-        (Plan::Grant(_), Some(failed)) => {
-            let message =
-                format!("The operator could not grant the role yet ({failed}); it retries.");
-            set(
-                conditions::READY,
-                ConditionStatus::False,
-                reason::PROVISIONING,
-                message.clone(),
-            );
-            set(
-                conditions::RECONCILING,
-                ConditionStatus::True,
-                reason::PROVISIONING,
-                message,
-            );
-            conditions::remove_condition(&mut status.conditions, conditions::STALLED);
-            if status.phase != Some(MemberPhase::Active) {
-                status.phase = Some(MemberPhase::Pending);
-            }
-            status.role_binding = previous
-                .role_binding
-                .filter(|rb| held.contains(rb))
-                .or_else(|| held.first().cloned());
-        }
-        (Plan::Blocked(blocked), _) => {
-            set(
-                conditions::READY,
-                ConditionStatus::False,
-                blocked.reason,
-                blocked.message.clone(),
-            );
-            if blocked.stalled {
-                set(
-                    conditions::STALLED,
-                    ConditionStatus::True,
-                    blocked.reason,
-                    blocked.message.clone(),
-                );
-                conditions::remove_condition(&mut status.conditions, conditions::RECONCILING);
-            } else {
-                set(
-                    conditions::RECONCILING,
-                    ConditionStatus::True,
-                    blocked.reason,
-                    blocked.message.clone(),
-                );
-                conditions::remove_condition(&mut status.conditions, conditions::STALLED);
-            }
-            status.phase = Some(if blocked.reason == reason::REVOKED_BY_TRANSFER {
-                MemberPhase::Revoked
-            } else {
-                MemberPhase::Pending
-            });
-            status.role_binding = previous
-                .role_binding
-                .filter(|rb| held.contains(rb))
-                .or_else(|| held.first().cloned());
-        }
-    }
-    status
-}
-
-/// Whether two statuses say the same thing, ignoring condition timestamps.
-pub fn same_status(a: &WorkspaceMemberStatus, b: &WorkspaceMemberStatus) -> bool {
-    conditions::conditions_equal_ignoring_time(&a.conditions, &b.conditions)
-        && a.observed_generation == b.observed_generation
-        && a.phase == b.phase
-        && a.role_binding == b.role_binding
-        && a.invitation_expires_at == b.invitation_expires_at
 }
 
 #[cfg(test)]

@@ -16,18 +16,21 @@
 //! Workspace's own binding and is never touched here.
 
 pub mod build;
+pub mod invitation;
+mod notices;
+mod status;
 
 use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedReceiver;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use self::build::Plan;
-use super::apply::{apply, delete_if_present, needs_write};
+use super::apply::{apply, apply_if_changed, delete_if_present, needs_write};
 use super::{Action, Context, ReconcileError, labels};
 use crate::api::{
     AccountKind, AccountRef, Organization, Workspace, WorkspaceMember, WorkspaceMemberStatus,
@@ -88,6 +91,8 @@ struct Gathered {
     organization_namespaces: Vec<String>,
     members: Vec<Arc<WorkspaceMember>>,
     bindings: Vec<Arc<RoleBinding>>,
+    invitation_ttl: std::time::Duration,
+    now: k8s_openapi::jiff::Timestamp,
 }
 
 impl Gathered {
@@ -124,6 +129,8 @@ impl Gathered {
             organization_namespaces,
             members: world.members_in(namespace),
             bindings,
+            invitation_ttl: ctx.config.invitation_ttl,
+            now: k8s_openapi::jiff::Timestamp::now(),
         }
     }
 
@@ -143,6 +150,8 @@ impl Gathered {
             members: &self.members,
             bindings: &self.bindings,
             is_assignable,
+            invitation_ttl: self.invitation_ttl,
+            now: self.now,
         }
     }
 }
@@ -211,16 +220,27 @@ fn under_transfer(
 ) -> Plan {
     use crate::api::conditions::{READY, find_condition, reason};
     let Some(ws) = workspace else { return plan };
-    if matches!(plan, Plan::Grant(_)) {
-        let running = ctx
-            .world
+    let running = || {
+        ctx.world
             .transfers_of(&ws.name_any())
             .into_iter()
             .find(|t| {
                 t.status.as_ref().and_then(|s| s.phase)
                     == Some(crate::api::TransferPhase::Transferring)
-            });
-        let Some(transfer) = running else { return plan };
+            })
+    };
+    if matches!(plan, Plan::Invite(_)) {
+        // A change of owner ends every open invitation: it was made on
+        // behalf of the account the workspace is leaving.
+        return match running() {
+            Some(t) => invitation::revoked(member, Some((&t.name_any(), &t.spec.to.to_string()))),
+            None => plan,
+        };
+    }
+    if matches!(plan, Plan::Grant(_)) {
+        let Some(transfer) = running() else {
+            return plan;
+        };
         let namespace = member.namespace().unwrap_or_default();
         let moved = build::owned_by(ws, &transfer.spec.to);
         let gathered = Gathered::read(ctx, &namespace, Some(&moved));
@@ -316,20 +336,113 @@ async fn reconcile(member: Arc<WorkspaceMember>, ctx: Arc<Context>) -> Result<Ac
 
     let outcome = match &plan {
         Plan::Grant(desired) => grant(&namespace, desired, &own, &ctx).await,
+        Plan::Invite(invitation) => invite(&namespace, invitation, &own, &ctx).await,
         Plan::Blocked(blocked) if blocked.revoke => remove(&namespace, &own, None, &ctx).await,
         Plan::Blocked(_) => Ok(()),
+    };
+    let outcome = match (&outcome, &plan) {
+        (Ok(()), Plan::Grant(_)) => end_invitation(&member, &ctx).await,
+        (Ok(()), Plan::Blocked(blocked)) if blocked.revoke => end_invitation(&member, &ctx).await,
+        _ => outcome,
     };
     // What the member holds now, for its status.
     let held: Vec<String> = match (&plan, &outcome) {
         (Plan::Grant(desired), Ok(())) => vec![desired.name_any()],
+        (Plan::Invite(_), Ok(())) => Vec::new(),
         (Plan::Blocked(blocked), Ok(())) if blocked.revoke => Vec::new(),
         _ => own.iter().map(|rb| rb.name_any()).collect(),
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let failure = outcome.as_ref().err().map(Error::reason);
     let status = build::compute_status(&member, &plan, &held, failure, &now);
-    write_status(&member, status, &ctx).await?;
-    outcome.map(|()| Action::await_change())
+    write_status(&member, workspace, status, &ctx).await?;
+    outcome?;
+    Ok(match &plan {
+        // The expiry is a timer, not a periodic write.
+        Plan::Invite(invitation) => Action::requeue(until(&invitation.expires_at)),
+        _ => Action::await_change(),
+    })
+}
+
+/// How long until `at` (at least a second, so a clock a little behind the
+/// API server's does not spin).
+fn until(at: &Time) -> std::time::Duration {
+    let left = at.0.duration_since(k8s_openapi::jiff::Timestamp::now());
+    std::time::Duration::try_from(left)
+        .unwrap_or_default()
+        .max(std::time::Duration::from_secs(1))
+}
+
+/// An open invitation: the member holds no role binding yet (one it held
+/// goes), and the invitee gets the Role and RoleBinding that let them read
+/// and answer this one WorkspaceMember.
+async fn invite(
+    namespace: &str,
+    invitation: &invitation::Invitation,
+    own: &[Arc<RoleBinding>],
+    ctx: &Context,
+) -> Result<(), Error> {
+    remove(namespace, own, None, ctx).await?;
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), namespace);
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+    let world = &ctx.world;
+    apply_if_changed(
+        ctx,
+        CONTROLLER,
+        "roles",
+        &world.roles,
+        &roles,
+        &invitation.role,
+    )
+    .await
+    .map_err(Error::Apply)?;
+    apply_if_changed(
+        ctx,
+        CONTROLLER,
+        "rolebindings",
+        &world.role_bindings,
+        &bindings,
+        &invitation.binding,
+    )
+    .await
+    .map_err(Error::Apply)?;
+    Ok(())
+}
+
+/// Removes the invitee's answering grant, if the cache shows one: the
+/// binding first, so the invitee never holds a binding to a missing role
+/// that a later role of the same name would fill.
+async fn end_invitation(member: &WorkspaceMember, ctx: &Context) -> Result<(), Error> {
+    let (Some(namespace), Some(uid)) = (member.namespace(), member.uid()) else {
+        return Ok(());
+    };
+    let name = invitation::grant_name(&member.name_any());
+    let at_binding = ObjectRef::new(&name).within(&namespace);
+    let owned = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        refs.iter().any(|o| o.uid == uid)
+    };
+    if let Some(rb) = ctx.world.role_bindings.get(&at_binding)
+        && owned(rb.owner_references())
+    {
+        ctx.metrics.write(CONTROLLER, "rolebindings");
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &namespace);
+        delete_if_present(&api, &name, rb.uid())
+            .await
+            .map_err(Error::Delete)?;
+    }
+    if let Some(role) = ctx
+        .world
+        .roles
+        .get(&ObjectRef::new(&name).within(&namespace))
+        && owned(role.owner_references())
+    {
+        ctx.metrics.write(CONTROLLER, "roles");
+        let api: Api<Role> = Api::namespaced(ctx.client.clone(), &namespace);
+        delete_if_present(&api, &name, role.uid())
+            .await
+            .map_err(Error::Delete)?;
+    }
+    Ok(())
 }
 
 /// Applies the member's binding when the cached copy differs, then removes
@@ -385,13 +498,16 @@ async fn remove(
 
 /// Writes `status` when it says something new, and records an event when the
 /// `Ready` condition changed its status or reason.
+/// Changes of an invitation's phase are announced ([`notices`]) once written.
 async fn write_status(
     member: &WorkspaceMember,
+    workspace: Option<&Workspace>,
     status: WorkspaceMemberStatus,
     ctx: &Context,
 ) -> Result<(), Error> {
     let previous = member.status.clone().unwrap_or_default();
-    if build::same_status(&previous, &status) {
+    // Said already, or written by this process and not in the cache yet.
+    if build::same_status(&previous, &status) || ctx.written.already(member, &status) {
         return Ok(());
     }
     let api: Api<WorkspaceMember> =
@@ -410,5 +526,7 @@ async fn write_status(
         change,
     )
     .await
-    .map_err(Error::Status)
+    .map_err(Error::Status)?;
+    notices::announce(ctx, member, workspace, &status);
+    Ok(())
 }

@@ -8,12 +8,22 @@ use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 
 use super::*;
+use crate::api::conditions;
 use crate::api::{
     AccountRef, OrganizationLimits, OrganizationSpec, OrganizationSubject, WorkspaceMemberSpec,
     WorkspaceSpec, WorkspaceStatus,
 };
+use crate::api::{InvitationResponse, MemberPhase, WorkspaceMemberStatus};
 
 const NS: &str = "acme-prod";
+
+/// `--invitation-ttl` in these tests: a day.
+const TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The time decisions are taken at in these tests: an hour after the epoch.
+fn now() -> Timestamp {
+    Timestamp::from_second(3_600).unwrap()
+}
 
 fn at(seconds: i64) -> Time {
     Time(Timestamp::from_second(seconds).unwrap())
@@ -63,14 +73,17 @@ fn organization(members: &[OrganizationSubject], limit: Option<i32>) -> Organiza
     )
 }
 
+/// A member created at `created` (seconds); a User has accepted its
+/// invitation (invitations themselves are tested in `invitation/tests.rs`).
 fn member(name: &str, subject: Subject, role: WorkspaceRole, created: i64) -> WorkspaceMember {
+    let response = (subject.kind == SubjectKind::User).then_some(InvitationResponse::Accepted);
     let mut m = WorkspaceMember::new(
         name,
         WorkspaceMemberSpec {
             subject,
             role: Some(role),
             cluster_role: None,
-            response: None,
+            response,
         },
     );
     m.metadata.namespace = Some(NS.into());
@@ -129,6 +142,8 @@ impl World {
             members: &self.members,
             bindings: &self.bindings,
             is_assignable: &assignable,
+            invitation_ttl: TTL,
+            now: now(),
         })
     }
 }
@@ -137,6 +152,7 @@ fn blocked(plan: &Plan) -> &Blocked {
     match plan {
         Plan::Blocked(b) => b,
         Plan::Grant(rb) => panic!("expected a block, got a grant of {}", rb.name_any()),
+        Plan::Invite(_) => panic!("expected a block, got an invitation"),
     }
 }
 
@@ -144,6 +160,7 @@ fn granted(plan: &Plan) -> &RoleBinding {
     match plan {
         Plan::Grant(rb) => rb,
         Plan::Blocked(b) => panic!("expected a grant, got {b:?}"),
+        Plan::Invite(_) => panic!("expected a grant, got an invitation"),
     }
 }
 
@@ -374,6 +391,8 @@ fn decide_ignores_the_workspace_phase_and_plan_does_not() {
         members: &world.members,
         bindings: &[],
         is_assignable: &assignable,
+        invitation_ttl: TTL,
+        now: now(),
     };
     assert!(matches!(decide(&inputs, &pending), Plan::Grant(_)));
 }
@@ -471,6 +490,7 @@ fn organization_workspaces_admit_only_the_organizations_subjects() {
                 assert_eq!(b.reason, reason::NOT_AN_ORGANIZATION_MEMBER);
                 assert!(b.stalled && b.revoke);
             }
+            Plan::Invite(_) => panic!("{subject:?}: members of an organization are not invited"),
         }
     }
 
