@@ -206,6 +206,7 @@ pub(super) async fn write(
     )
     .await
     .map_err(Error::Status)?;
+    super::notices::announce(ctx, t, &previous, &status);
     Ok(true)
 }
 

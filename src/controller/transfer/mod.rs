@@ -18,6 +18,7 @@
 mod apply;
 pub mod build;
 pub mod fault;
+mod notices;
 pub mod triggers;
 
 use self::apply::{announce, ensure_finalizer, grant, release, revoke_grant, set_owner, write};

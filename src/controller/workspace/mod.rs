@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams, PostParams};
@@ -705,6 +705,25 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
+/// Removes the Roles that let invitees answer their invitations in
+/// `namespace` (their bindings are gone already).
+async fn remove_answering_roles(namespace: &str, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Role> = Api::namespaced(ctx.client.clone(), namespace);
+    for member in ctx.world.members_in(namespace) {
+        let name = super::member::invitation::grant_name(&member.name_any());
+        let Some(role) = ctx.world.roles.get(&ObjectRef::new(&name).within(namespace)) else {
+            continue;
+        };
+        if role.owner_references().iter().any(|o| Some(&o.uid) == member.uid().as_ref()) {
+            ctx.metrics.write(CONTROLLER, "roles");
+            delete_if_present(&api, &name, role.uid())
+                .await
+                .map_err(|source| Error::Delete { kind: "Role", source })?;
+        }
+    }
+    Ok(())
+}
+
 /// `Retain`: remove the operator's RoleBindings and its labels and
 /// annotations from the namespace; leave the namespace and its contents.
 async fn retain(
@@ -740,6 +759,7 @@ async fn retain(
                 source,
             })?;
     }
+    remove_answering_roles(ns_name, ctx).await?;
     // The organization's defaults (quota, limit range, network policy) are
     // the operator's too.
     let world = &ctx.world;
