@@ -480,14 +480,27 @@ impl Lab {
             member(ws, "eng", group(&self.eng), "Viewer"),
             member(ws, "agent", service_account(ws, "agent"), "Worker"),
             member(ws, "outside", service_account("default", "ci"), "Worker"),
+            member(ws, "ivy", user(&self.ivy()), "Viewer"),
         ] {
             apply(&alice, m).await;
         }
+        // bob and dan accept their invitations; ivy's stays open.
+        let admin = admin().await;
+        for (name, who) in [("bob", &self.bob), ("dan", &self.dan)] {
+            objects::wait_member_phase(&admin, ws, name, "Invited", TIMEOUT).await;
+            objects::accept(&admin, ws, name, who, TIMEOUT).await;
+        }
+        wait_member_phase(ws, "ivy", MemberPhase::Invited).await;
         for name in ["bob", "dan", "eng", "agent", "outside"] {
             wait_member_phase(ws, name, MemberPhase::Active).await;
         }
         assert!(is_owner(&self.alice, ws).await && !is_owner(&self.carol, ws).await);
         contents(ws).await
+    }
+
+    /// A user invited to the workspace who has not answered.
+    fn ivy(&self) -> String {
+        format!("ivy-{}", self.ws)
     }
 
     /// The preview, as the API and `kubectl describe` show it, and who may
@@ -605,6 +618,24 @@ async fn a_personal_workspace_moves_to_an_organization_with_members_of_every_kin
         assert!(ready.message.contains(&name), "{}", ready.message);
     }
     wait_member_phase(ws, "bob", MemberPhase::Active).await;
+    // The move ended ivy's open invitation, and her answering grant with it.
+    let ivy = wait_member_phase(ws, "ivy", MemberPhase::Revoked).await;
+    let ready = objects::ready_of(&ivy.status.as_ref().unwrap().conditions).unwrap();
+    assert_eq!(ready.reason, "InvitationRevoked");
+    assert!(ready.message.contains(&name), "{}", ready.message);
+    let invitee = lab.ivy();
+    support::wait_for("ivy's answering grant to go", TIMEOUT, || async {
+        let reads = can(
+            &invitee,
+            &[],
+            "get",
+            "workspacemembers.workspaces.dev",
+            Some(ws),
+            Some("ivy"),
+        );
+        (!reads.await).then_some(())
+    })
+    .await;
     assert_eq!(
         uids_now(ws).await,
         before,
@@ -787,7 +818,9 @@ async fn a_personal_workspace_moves_to_another_user() {
         member(&ws, "gus", user(&gus), "Viewer"),
     )
     .await;
-    wait_member_phase(&ws, "gus", MemberPhase::Active).await;
+    let admin = admin().await;
+    objects::wait_member_phase(&admin, &ws, "gus", "Invited", TIMEOUT).await;
+    objects::accept(&admin, &ws, "gus", &gus, TIMEOUT).await;
     let name = format!("{ws}-to-frank");
     // frank asks for it (server-side apply works before he may read it);
     // alice approves.

@@ -305,3 +305,54 @@ where
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// Members and invitations
+// ---------------------------------------------------------------------------
+
+/// Polls the WorkspaceMember `ns/name` until it reports `phase` (`Invited`,
+/// `Active`, `Declined`, ...) for its current generation; returns it.
+pub async fn wait_member_phase(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    phase: &str,
+    timeout: Duration,
+) -> workspace_operator::api::WorkspaceMember {
+    let api: Api<workspace_operator::api::WorkspaceMember> = Api::namespaced(client.clone(), ns);
+    let what = format!("WorkspaceMember {ns}/{name} to be {phase}");
+    super::wait_for(&what, timeout, || {
+        let api = api.clone();
+        async move {
+            let m = api.get(name).await.ok()?;
+            let status = m.status.as_ref()?;
+            let current = status.observed_generation == m.metadata.generation;
+            let now = status.phase.map(|p| format!("{p:?}"));
+            (current && now.as_deref() == Some(phase)).then_some(m)
+        }
+    })
+    .await
+}
+
+/// The JSON merge patch that answers an invitation (`Accepted` or `Declined`).
+pub fn response_patch(response: &str) -> String {
+    json!({"spec": {"response": response}}).to_string()
+}
+
+/// `user` accepts their invitation `ns/name` with `kubectl patch`, as
+/// themself, and the member turns Active.
+pub async fn accept(client: &Client, ns: &str, name: &str, user: &str, timeout: Duration) {
+    super::kubectl::Kubectl::as_user(user, &[])
+        .run(&[
+            "-n",
+            ns,
+            "patch",
+            "workspacemember",
+            name,
+            "--type=merge",
+            "-p",
+            &response_patch("Accepted"),
+        ])
+        .success();
+    wait_member_phase(client, ns, name, "Active", timeout).await;
+}

@@ -124,7 +124,9 @@ pub fn notifications(
             &uid,
             kind,
             subject,
-            with(json!({"command": format!("kubectl describe workspacetransfer {}", t.name_any())})),
+            with(
+                json!({"command": format!("kubectl describe workspacetransfer {}", t.name_any())}),
+            ),
         ));
     }
     out

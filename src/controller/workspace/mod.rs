@@ -711,14 +711,25 @@ async fn remove_answering_roles(namespace: &str, ctx: &Context) -> Result<(), Er
     let api: Api<Role> = Api::namespaced(ctx.client.clone(), namespace);
     for member in ctx.world.members_in(namespace) {
         let name = super::member::invitation::grant_name(&member.name_any());
-        let Some(role) = ctx.world.roles.get(&ObjectRef::new(&name).within(namespace)) else {
+        let Some(role) = ctx
+            .world
+            .roles
+            .get(&ObjectRef::new(&name).within(namespace))
+        else {
             continue;
         };
-        if role.owner_references().iter().any(|o| Some(&o.uid) == member.uid().as_ref()) {
+        if role
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == member.uid().as_ref())
+        {
             ctx.metrics.write(CONTROLLER, "roles");
             delete_if_present(&api, &name, role.uid())
                 .await
-                .map_err(|source| Error::Delete { kind: "Role", source })?;
+                .map_err(|source| Error::Delete {
+                    kind: "Role",
+                    source,
+                })?;
         }
     }
     Ok(())
