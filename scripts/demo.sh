@@ -53,6 +53,10 @@ for f in examples/*.yaml; do
 done
 kubectl wait --for=condition=Ready workspaces.workspaces.dev --all --timeout=120s >/dev/null
 for f in "${members[@]}"; do kubectl apply -f "$f"; done
+# bob answers alice's invitation (examples/invitation.yaml) as himself.
+kubectl wait --for=jsonpath='{.status.phase}'=Invited -n alice-sandbox workspacemember/bob --timeout=60s >/dev/null
+kubectl -n alice-sandbox patch workspacemember bob --type=merge \
+  -p '{"spec":{"response":"Accepted"}}' --as bob@example.com >/dev/null
 
 echo
 kubectl get workspaces.workspaces.dev

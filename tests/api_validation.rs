@@ -1619,6 +1619,7 @@ fn examples_are_complete_and_their_members_belong_to_acme() {
         "organization.yaml",
         "organization-workspace.yaml",
         "members.yaml",
+        "invitation.yaml",
     ] {
         assert!(files.contains(expected), "examples/{expected} is missing");
     }
@@ -1676,11 +1677,17 @@ fn examples_are_complete_and_their_members_belong_to_acme() {
         .filter(|d| d["kind"] == "WorkspaceMember")
     {
         let name = &member["metadata"]["name"];
+        let subject = &member["spec"]["subject"];
+        // alice's personal workspace has an invitation: a User, not alice.
+        if member["metadata"]["namespace"] == "alice-sandbox" {
+            assert_eq!(subject["kind"], "User", "invitation {name}");
+            assert_ne!(subject["name"], ALICE, "invitation {name}");
+            continue;
+        }
         assert_eq!(
             member["metadata"]["namespace"], "acme-prod",
             "member {name}"
         );
-        let subject = &member["spec"]["subject"];
         let kind = subject["kind"].as_str().unwrap_or_default();
         let subject_name = subject["name"].as_str().unwrap_or_default();
         let ok = match kind {
