@@ -167,6 +167,11 @@ async fn only_owners_change_or_delete_a_workspace() {
     as_alice
         .apply_server_side(&member_yaml(&name, "dev", &developer, "Developer"))
         .success();
+    // Both are invited, and accept.
+    for (member, who) in [("olga", &owner_member), ("dev", &developer)] {
+        support::objects::wait_member_phase(&admin, &name, member, "Invited", TIMEOUT).await;
+        support::objects::accept(&admin, &name, member, who, TIMEOUT).await;
+    }
     support::wait_for("the members' bindings", TIMEOUT, || async {
         (support::objects::can(
             &owner_member,

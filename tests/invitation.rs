@@ -189,6 +189,13 @@ async fn an_invitee_reads_and_accepts_and_only_then_gets_the_role() {
         &as_bob,
         &ws,
         "bob",
+        &json!({"spec": {"subject": {"kind": "User", "name": eve}}}).to_string(),
+    )
+    .refused(&["spec.subject cannot change"]);
+    patch(
+        &as_bob,
+        &ws,
+        "bob",
         r#"{"metadata":{"labels":{"team":"mine"}}}"#,
     )
     .refused(&["change nothing else"]);

@@ -1052,24 +1052,7 @@ async fn only_the_invitee_answers_an_invitation() {
         )
         .await;
     }
-    // The invitee answers (given access to his WorkspaceMember the way the
-    // operator will grant it).
-    apply(
-        &admin,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "bob-answers", "namespace": ws},
-               "rules": [{"apiGroups": ["workspaces.dev"], "resources": ["workspacemembers"],
-                          "resourceNames": ["bob"], "verbs": ["get", "patch"]}]}),
-    )
-    .await;
-    apply(
-        &admin,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "bob-answers", "namespace": ws},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "bob-answers"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": bob}]}),
-    )
-    .await;
+    // The invitee answers, through the grant the operator gives him.
     wait_can(
         &bob,
         &[],
@@ -2057,6 +2040,8 @@ async fn owner_members_of_a_namespace_a_workspace_does_not_hold_never_change_its
         member(&held, "friend", user(&friend), "Owner"),
     )
     .await;
+    support::objects::wait_member_phase(&admin, &held, "friend", "Invited", TIMEOUT).await;
+    support::objects::accept(&admin, &held, "friend", &friend, TIMEOUT).await;
     wait_can(
         &friend,
         &[],

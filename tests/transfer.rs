@@ -390,8 +390,27 @@ async fn wait_event(name: &str, reason: &str) {
     .await;
 }
 
+/// Waits until the member is in phase `want`. Waiting for `Active`, a User
+/// invited to a personal workspace who has not answered accepts first, as
+/// themself.
 async fn wait_member_phase(ns: &str, name: &str, want: MemberPhase) -> WorkspaceMember {
-    let api: Api<WorkspaceMember> = Api::namespaced(admin().await, ns);
+    let admin = admin().await;
+    let api: Api<WorkspaceMember> = Api::namespaced(admin.clone(), ns);
+    if want == MemberPhase::Active {
+        let seen = support::wait_for(&format!("member {ns}/{name} to report"), TIMEOUT, || {
+            let api = api.clone();
+            async move {
+                let m = api.get(name).await.ok()?;
+                m.status.as_ref()?.phase?;
+                Some(m)
+            }
+        })
+        .await;
+        let invited = seen.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Invited);
+        if invited && seen.spec.response.is_none() {
+            objects::accept(&admin, ns, name, &seen.spec.subject.name, TIMEOUT).await;
+        }
+    }
     support::wait_for(
         &format!("member {ns}/{name} to be {want:?}"),
         TIMEOUT,

@@ -202,7 +202,7 @@ async fn snapshot(targets: &[Target], admin: &kube::Client) -> BTreeMap<String, 
         }
         if matches!(
             target.plural,
-            "workspaces" | "organizations" | "workspacetransfers"
+            "workspaces" | "organizations" | "workspacetransfers" | "workspacemembers"
         ) {
             value.as_object_mut().map(|m| m.remove("status"));
         }
@@ -369,7 +369,7 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             change: relabel.clone(),
         },
     ];
-    let namespaced: [(&str, &str, &str, &str, Value, Value); 5] = [
+    let namespaced: [(&str, &str, &str, &str, Value, Value); 6] = [
         (
             "rbac.authorization.k8s.io",
             "v1",
@@ -377,6 +377,17 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             "rolebindings",
             binding_to("workspaces:owner"),
             json!({"subjects": [rule("User", mallory)]}),
+        ),
+        (
+            // A new Role takes the name of an answering grant (wsi-), which
+            // the operator may write in workspace namespaces, with a rule no
+            // answering grant has.
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            secrets_rule.clone(),
+            json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
         ),
         (
             "",
@@ -429,9 +440,10 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
                 existing,
                 new: {
                     let mut new = body.clone();
+                    let prefix = if *plural == "roles" { "wsi-" } else { "" };
                     merge(
                         &mut new,
-                        json!({"metadata": {"name": support::unique("sec-matrix-new")}}),
+                        json!({"metadata": {"name": support::unique(&format!("{prefix}sec-matrix-new"))}}),
                     );
                     if *plural == "events" {
                         new["regarding"]["namespace"] = json!(ns);
@@ -506,6 +518,17 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             change: json!({"metadata": {"labels": {"stolen": "true"}}}),
         },
         Target {
+            // A tenant's member: the operator holds `patch` on members only
+            // to grant it to invitees.
+            gvk: ("workspaces.dev", "v1alpha1", "WorkspaceMember"),
+            plural: "workspacemembers",
+            namespace: Some(workspace.clone()),
+            existing: support::unique("sec-matrix-member"),
+            new: json!({"metadata": {"name": support::unique("sec-matrix-member")},
+                        "spec": {"subject": {"kind": "User", "name": mallory}, "role": "Owner"}}),
+            change: json!({"metadata": {"labels": {"stolen": "true"}}, "spec": {"role": "Owner"}}),
+        },
+        Target {
             gvk: ("coordination.k8s.io", "v1", "Lease"),
             plural: "leases",
             namespace: Some("kube-system".to_string()),
@@ -519,11 +542,15 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
     for target in &targets {
         let body = match target.plural {
             "rolebindings" => binding_to("workspaces:viewer"),
+            "roles" => secrets_rule.clone(),
+            "workspacemembers" => {
+                json!({"spec": {"subject": {"kind": "Group", "name": "bystanders"}, "role": "Viewer"}})
+            }
             "resourcequotas" => quota.clone(),
             "limitranges" => limits.clone(),
             "networkpolicies" => policy.clone(),
             "events" => {
-                let mut event = namespaced[4].4.clone();
+                let mut event = namespaced[5].4.clone();
                 event["regarding"]["namespace"] = json!(target.namespace);
                 event
             }

@@ -433,6 +433,8 @@ async fn a_runner_cannot_read_secrets_through_the_work_it_starts() {
         member(&ws, "runner", user(&runner), "Runner"),
     )
     .await;
+    support::objects::wait_member_phase(&admin, &ws, "runner", "Invited", TIMEOUT).await;
+    support::objects::accept(&admin, &ws, "runner", &runner, TIMEOUT).await;
     support::wait_for("the Runner's binding", TIMEOUT, || async {
         support::objects::can(&runner, &[], "create", "jobs.batch", Some(&ws), None)
             .await

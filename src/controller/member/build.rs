@@ -417,6 +417,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
 pub fn decide(inputs: &Inputs<'_>, ws: &Workspace) -> Plan {
     let member = inputs.member;
     let ws_name = ws.name_any();
+    if let Some(ended) = invitation::ended_already(member, inputs.invitation_ttl, inputs.now) {
+        return ended;
+    }
     let role = match eligible(inputs, ws, member) {
         Ok(role) => role,
         Err(blocked) => return Plan::Blocked(blocked),

@@ -104,21 +104,8 @@ pub fn decide(
     ttl: Duration,
     now: Timestamp,
 ) -> Option<Plan> {
-    let who = &member.spec.subject.name;
-    // An ended invitation stays ended, whatever the workspace's owner now.
-    match reported_reason(member) {
-        Some(reason::INVITATION_EXPIRED) => return Some(expired(member, ttl, now)),
-        Some(reason::INVITATION_REVOKED) => return Some(revoked(member, None)),
-        _ => {}
-    }
-    if member.spec.response == Some(InvitationResponse::Declined) {
-        return Some(ended(
-            reason::INVITATION_DECLINED,
-            format!(
-                "{who} declined the invitation; nothing is granted. {}",
-                invite_again(member)
-            ),
-        ));
+    if let Some(ended) = ended_already(member, ttl, now) {
+        return Some(ended);
     }
     if !is_invitation(ws, member)
         || holds
@@ -135,6 +122,27 @@ pub fn decide(
         binding: answering_binding(member, &ws.name_any()),
         expires_at: expires,
     })))
+}
+
+/// The plan of an invitation that has ended (declined, expired, revoked),
+/// which stays ended whatever the workspace, its owner or the member's
+/// eligibility now: checked before anything else about the member.
+pub fn ended_already(member: &WorkspaceMember, ttl: Duration, now: Timestamp) -> Option<Plan> {
+    match reported_reason(member) {
+        Some(reason::INVITATION_EXPIRED) => return Some(expired(member, ttl, now)),
+        Some(reason::INVITATION_REVOKED) => return Some(revoked(member, None)),
+        _ => {}
+    }
+    (member.spec.response == Some(InvitationResponse::Declined)).then(|| {
+        ended(
+            reason::INVITATION_DECLINED,
+            format!(
+                "{} declined the invitation; nothing is granted. {}",
+                member.spec.subject.name,
+                invite_again(member)
+            ),
+        )
+    })
 }
 
 fn expired(member: &WorkspaceMember, ttl: Duration, now: Timestamp) -> Plan {

@@ -327,11 +327,25 @@ fn still_holding(ctx: &Context, ws: &Workspace, to: &AccountRef) -> Vec<String> 
         return Vec::new();
     };
     let bindings = ctx.world.role_bindings_in(&namespace);
-    super::member::losing_access(ctx, ws, &namespace, to)
+    let losing = super::member::losing_access(ctx, ws, &namespace, to)
         .into_iter()
         .filter(|(m, _)| !super::member::build::own_bindings(m, &bindings).is_empty())
-        .map(|(m, _)| super::member::build::describe(&m.spec.subject))
-        .collect()
+        .map(|(m, _)| super::member::build::describe(&m.spec.subject));
+    // A change of owner ends the open invitations (made on behalf of the
+    // account the workspace leaves): the owner changes once they are ended.
+    let invited = ctx
+        .world
+        .members_in(&namespace)
+        .into_iter()
+        .filter(|m| m.meta().deletion_timestamp.is_none())
+        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Invited))
+        .map(|m| {
+            format!(
+                "the open invitation of {}",
+                super::member::build::describe(&m.spec.subject)
+            )
+        });
+    losing.chain(invited).collect()
 }
 
 /// The Workspace reports the target as its owner: the transfer is done.
