@@ -27,7 +27,7 @@ use output::Format;
 
 /// List your workspaces, switch to one, answer invitations and transfers.
 #[derive(Parser, Debug)]
-#[command(name = "kubectl workspaces", version, about, long_about = None)]
+#[command(name = "kubectl workspaces", version)]
 struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, global = true, value_name = "PATH")]
