@@ -137,6 +137,11 @@ async fn each_user_lists_the_workspaces_they_belong_to_and_strangers_see_none() 
     assert_eq!(mine["handle"], "lab");
     assert_eq!(mine["namespace"], w.personal.as_str());
 
+    // -A lists every Workspace, with a role only where the caller has one.
+    let every = Plugin::as_user(&w.alice, &[]).json(&["ls", "-A"]);
+    assert_eq!(entry(&every, &w.team[0])["role"], "-");
+    assert_eq!(entry(&every, &w.personal)["role"], "Owner");
+
     let admin = Plugin::as_user(&w.admin_user, &[]).json(&["ls"]);
     assert_eq!(names(&admin), w.team.to_vec());
     assert!(
