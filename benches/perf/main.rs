@@ -185,8 +185,14 @@ fn main() {
             settings.setup_concurrency,
         ));
         println!(
-            "kubectl workspaces ls at {} workspaces: p50 {:.0} ms, max {:.0} ms ({} runs, {} found), peak RSS {:.1} MiB",
-            cost.workspaces, cost.p50_ms, cost.max_ms, cost.samples, cost.found, cost.peak_rss_mib
+            "kubectl workspaces ls at {} workspaces: p50 {:.0} ms, max {:.0} ms ({} runs, {} of {} found), peak RSS {:.1} MiB",
+            cost.workspaces,
+            cost.p50_ms,
+            cost.max_ms,
+            cost.samples,
+            cost.found,
+            cost.expected,
+            cost.peak_rss_mib
         );
         write_report(&out, serde_json::to_string_pretty(&cost));
         return;

@@ -37,8 +37,11 @@ pub struct ListCost {
     pub samples: usize,
     pub p50_ms: f64,
     pub max_ms: f64,
-    /// Entries `ls` printed (2 owned + 10 administered + 5 memberships).
+    /// Entries `ls` printed.
     pub found: usize,
+    /// Entries it should print: owned, administered and member of
+    /// ([`expected`]).
+    pub expected: usize,
     /// The plugin's peak resident memory over the runs.
     pub peak_rss_mib: f64,
 }
@@ -57,6 +60,26 @@ fn owner_of(i: usize) -> (String, String) {
         i if i % 10 == 2 => ("Organization".into(), format!("ls-org-{}", i / 100)),
         i => ("User".into(), format!("user-{i}@example.com")),
     }
+}
+
+/// The namespaces the user is a member in: five, spread over the population.
+fn memberships(n: usize) -> Vec<String> {
+    let step = (n.saturating_sub(4) / MEMBERSHIPS).max(1);
+    (0..MEMBERSHIPS)
+        .map(|m| 3 + m * step)
+        .filter(|i| *i < n)
+        .map(|i| format!("ls-{i}"))
+        .collect()
+}
+
+/// How many workspaces `ls` must find among `n`: the user's own, those of
+/// the Organization they administer, and their memberships.
+pub fn expected(n: usize) -> usize {
+    let owned = (0..n).filter(|i| {
+        let (kind, name) = owner_of(*i);
+        name == USER || (kind == "Organization" && name == "ls-org-0")
+    });
+    owned.count() + memberships(n).len()
 }
 
 /// Creates the population: N Workspaces with status, the user's
@@ -88,8 +111,7 @@ async fn seed(admin: &Client, n: usize, concurrency: usize) {
                     "name": "workspaces.dev:organization:ls-org-0:admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": USER}]});
     create(&Api::<ClusterRoleBinding>::all(admin.clone()), binding).await;
-    for m in 0..MEMBERSHIPS {
-        let ns = format!("ls-{}", 3 + m * (n.saturating_sub(4) / MEMBERSHIPS).max(1));
+    for ns in memberships(n) {
         let namespace = json!({"metadata": {"name": ns}});
         create(&Api::<Namespace>::all(admin.clone()), namespace).await;
         let rb = json!({"metadata": {"name": "wsm-lister", "namespace": ns},
@@ -137,6 +159,7 @@ pub async fn run(n: usize, samples: usize, concurrency: usize) -> ListCost {
         p50_ms: percentile(&times, 50.0),
         max_ms: times.iter().cloned().fold(0.0, f64::max),
         found,
+        expected: expected(n),
         peak_rss_mib: children_peak_rss_mib(),
     }
 }

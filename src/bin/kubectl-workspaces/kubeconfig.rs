@@ -76,17 +76,18 @@ fn load(files: &Files) -> Result<Vec<Doc>> {
 
 /// Writes `doc` next to itself and renames it into place, keeping the
 /// file's permissions: a failure leaves the old file whole.
+/// A symbolic link is followed: the file it points to is replaced, the
+/// link stays.
 fn save(doc: &Doc) -> Result<()> {
     let text = serde_yaml::to_string(&doc.value).map_err(|e| Error::msg(e.to_string()))?;
-    let tmp = doc
-        .path
-        .with_extension(format!("workspaces-{}.tmp", std::process::id()));
-    let fail = |e: std::io::Error| Error::msg(format!("cannot write {}: {e}", doc.path.display()));
+    let path = std::fs::canonicalize(&doc.path).unwrap_or_else(|_| doc.path.clone());
+    let tmp = path.with_extension(format!("workspaces-{}.tmp", std::process::id()));
+    let fail = |e: std::io::Error| Error::msg(format!("cannot write {}: {e}", path.display()));
     std::fs::write(&tmp, text).map_err(fail)?;
-    if let Ok(meta) = std::fs::metadata(&doc.path) {
+    if let Ok(meta) = std::fs::metadata(&path) {
         std::fs::set_permissions(&tmp, meta.permissions()).map_err(fail)?;
     }
-    std::fs::rename(&tmp, &doc.path).map_err(fail)
+    std::fs::rename(&tmp, &path).map_err(fail)
 }
 
 fn current_context(docs: &[Doc]) -> Option<(usize, String)> {
