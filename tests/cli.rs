@@ -473,3 +473,51 @@ async fn an_invitee_declines_and_gets_nothing() {
     assert_eq!(plugin.json(&["ls"]), json!([]));
     assert_eq!(plugin.json(&["invitations"]), json!([]));
 }
+
+#[tokio::test]
+async fn a_platform_admin_sees_every_transfer_and_answers_one_side_in_their_own_name() {
+    let w = world().await;
+    let admin = support::plane().admin().await;
+    let platform = format!("platform@{}.io", w.org);
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": format!("cli-tests:platform-admin:{}", w.org)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "workspaces:platform-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": platform}]});
+    apply(&admin, binding).await;
+    let pa = Plugin::as_user(&platform, &[]);
+    let whoami = pa.run(&["whoami"]).success();
+    assert!(
+        whoami.stdout.contains("Platform admin: yes"),
+        "{}",
+        whoami.stdout
+    );
+
+    let name = support::unique("cli-platform");
+    Plugin::as_user(&w.alice, &[])
+        .run(&[
+            "transfer",
+            &w.personal,
+            "--to",
+            &format!("org/{}", w.org),
+            "--name",
+            &name,
+        ])
+        .success();
+    let listed = wait_listed(&pa, &name).await;
+    assert_eq!(listed["yourTurn"], "target", "the source has answered");
+    pa.run(&["reject", &name, "--reason", "no", "--side", "source"])
+        .refused(&["cannot answer the source side"]);
+    pa.run(&["reject", &name, "--reason", "Platform freeze."])
+        .success();
+    wait_transfer(&name, TransferPhase::Rejected).await;
+    let t = Api::<WorkspaceTransfer>::all(admin)
+        .get(&name)
+        .await
+        .unwrap();
+    let target = t
+        .spec
+        .approvals
+        .and_then(|a| a.target)
+        .expect("a target answer");
+    assert_eq!(target.rejected_by.as_deref(), Some(platform.as_str()));
+}
