@@ -84,6 +84,15 @@ impl Identity {
 
 /// The rules that hold for the caller in `namespace`.
 pub async fn rules_in(client: &Client, namespace: &str) -> Result<Vec<ResourceRule>> {
+    review_rules(client, namespace)
+        .await
+        .map_err(|e| Error::api("asking the API server what you may do", e))
+}
+
+async fn review_rules(
+    client: &Client,
+    namespace: &str,
+) -> std::result::Result<Vec<ResourceRule>, kube::Error> {
     let review = SelfSubjectRulesReview {
         spec: SelfSubjectRulesReviewSpec {
             namespace: Some(namespace.to_string()),
@@ -92,9 +101,29 @@ pub async fn rules_in(client: &Client, namespace: &str) -> Result<Vec<ResourceRu
     };
     let answer = Api::<SelfSubjectRulesReview>::all(client.clone())
         .create(&PostParams::default(), &review)
-        .await
-        .map_err(|e| Error::api("asking the API server what you may do", e))?;
+        .await?;
     Ok(answer.status.map(|s| s.resource_rules).unwrap_or_default())
+}
+
+/// [`rules_in`], asked again (up to four times, backing off) when the API
+/// server is busy (429), fails (5xx) or cannot be reached; a refusal is
+/// not retried.
+pub async fn rules_in_retrying(client: &Client, namespace: &str) -> Result<Vec<ResourceRule>> {
+    let mut pause = std::time::Duration::from_millis(100);
+    for _ in 0..3 {
+        match review_rules(client, namespace).await {
+            Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => break,
+            Err(_) => tokio::time::sleep(pause).await,
+            Ok(rules) => return Ok(rules),
+        }
+        pause *= 2;
+    }
+    review_rules(client, namespace).await.map_err(|e| {
+        Error::api(
+            &format!("asking what you may do in namespace {namespace}"),
+            e,
+        )
+    })
 }
 
 /// Whether the caller may `verb` `resource` (of API `group`) in `namespace`

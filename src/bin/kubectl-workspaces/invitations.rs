@@ -19,7 +19,7 @@ pub async fn list(client: &Client, format: Format) -> Result<()> {
     let me = Identity::of(client).await?;
     let every = workspaces::all(client).await?;
     let open: Vec<Entry> = list::discover(client, &me, every)
-        .await
+        .await?
         .into_iter()
         .filter(|e| e.via == "invited")
         .collect();

@@ -19,7 +19,7 @@ use serde::Serialize;
 use workspace_operator::api::{AccountKind, MemberPhase, SubjectKind, Workspace, WorkspaceMember};
 
 use crate::access::{self, Identity, allows, named};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::{self, Format, cell};
 use crate::workspaces;
 
@@ -83,7 +83,7 @@ pub fn ownership(me: &Identity, ws: &Workspace) -> Option<String> {
 
 /// The caller's workspaces among `all`: owned, administered, member of,
 /// invited to.
-pub async fn discover(client: &Client, me: &Identity, all: Vec<Workspace>) -> Vec<Entry> {
+pub async fn discover(client: &Client, me: &Identity, all: Vec<Workspace>) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
     let mut rest = Vec::new();
     for ws in all {
@@ -99,29 +99,35 @@ pub async fn discover(client: &Client, me: &Identity, all: Vec<Workspace>) -> Ve
              `kubectl workspaces ls -A` lists every Workspace"
         );
     } else {
-        let scanned: Vec<Vec<Entry>> = stream::iter(rest)
+        let checked = rest.len();
+        let scanned: Vec<Result<Vec<Entry>>> = stream::iter(rest)
             .map(|ws| async move { scan(client, me, &ws).await })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        found.extend(scanned.into_iter().flatten());
+        let (ok, failed): (Vec<_>, Vec<_>) = scanned.into_iter().partition(Result::is_ok);
+        if let Some(Err(first)) = failed.into_iter().next() {
+            return Err(Error::msg(format!(
+                "some of the {checked} workspaces could not be checked, so the list would be \
+                 incomplete; try again ({first})"
+            )));
+        }
+        found.extend(ok.into_iter().flatten().flatten());
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
-    found
+    Ok(found)
 }
 
 /// What the caller is in `ws`'s namespace: a member, invited, or nothing.
-/// A review the API server refuses counts as nothing (it says nothing about
-/// the workspace either way).
-async fn scan(client: &Client, me: &Identity, ws: &Workspace) -> Vec<Entry> {
+/// A review the API server does not answer (after retries) is an error: the
+/// list would silently miss that workspace.
+async fn scan(client: &Client, me: &Identity, ws: &Workspace) -> Result<Vec<Entry>> {
     let ns = workspaces::namespace(ws);
-    let Ok(rules) = access::rules_in(client, &ns).await else {
-        return Vec::new();
-    };
+    let rules = access::rules_in_retrying(client, &ns).await?;
     if allows(&rules, "", "pods", "list", None) {
-        return vec![membership(client, me, ws, &ns, &rules).await];
+        return Ok(vec![membership(client, me, ws, &ns, &rules).await]);
     }
-    invitations_in(client, me, ws, &ns, &rules).await
+    Ok(invitations_in(client, me, ws, &ns, &rules).await)
 }
 
 /// The caller's member entry in `ns`: from the WorkspaceMember that names
@@ -247,7 +253,7 @@ pub async fn ls(client: &Client, all: bool, format: Format) -> Result<()> {
             })
             .collect()
     } else {
-        discover(client, &me, every).await
+        discover(client, &me, every).await?
     };
     print_entries(&entries, format)
 }
