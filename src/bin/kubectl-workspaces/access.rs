@@ -210,3 +210,55 @@ pub async fn whoami(client: &Client, format: Format) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> ResourceRule {
+        let own = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect());
+        ResourceRule {
+            api_groups: own(groups),
+            resources: own(resources),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            resource_names: (!names.is_empty()).then(|| own(names).unwrap_or_default()),
+        }
+    }
+
+    #[test]
+    fn a_named_rule_allows_only_its_objects() {
+        let rules = [rule(
+            &[GROUP],
+            &["organizations"],
+            &["administer"],
+            &["acme"],
+        )];
+        assert!(allows(
+            &rules,
+            GROUP,
+            "organizations",
+            "administer",
+            Some("acme")
+        ));
+        assert!(!allows(
+            &rules,
+            GROUP,
+            "organizations",
+            "administer",
+            Some("globex")
+        ));
+        assert!(!allows(&rules, GROUP, "organizations", "administer", None));
+        assert_eq!(
+            named(&rules, "organizations", "administer"),
+            ["acme".to_string()].into()
+        );
+    }
+
+    #[test]
+    fn wildcards_allow_everything_but_name_nothing() {
+        let rules = [rule(&["*"], &["*"], &["*"], &[])];
+        assert!(allows(&rules, "", "pods", "list", None));
+        assert!(allows(&rules, GROUP, "organizations", "administer", None));
+        assert!(named(&rules, "organizations", "administer").is_empty());
+    }
+}

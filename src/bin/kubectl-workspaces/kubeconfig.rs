@@ -215,3 +215,61 @@ async fn warn_without_access(client: &Client, ws: &workspace_operator::api::Work
         eprintln!("note: you hold no role in namespace {ns} (yet): ask one of its Owners.");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "apiVersion: v1
+kind: Config
+current-context: dev
+clusters:
+- name: c
+  cluster: {server: 'https://127.0.0.1:6443'}
+users:
+- name: u
+  user: {token: t}
+contexts:
+- name: dev
+  context: {cluster: c, user: u}
+preferences: {colors: true}
+";
+
+    fn file(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kubeconfig-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, CONFIG).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_new_context_copies_cluster_and_user_and_keeps_everything_else() {
+        let path = file("new-context");
+        let mut docs = load(&Files(vec![path.clone()])).unwrap();
+        let current = current_context(&docs);
+        new_context(&mut docs, current, "dev", "lab", "lab-ns", "Workspace lab").unwrap();
+        let saved: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(saved["current-context"], "workspace-lab");
+        assert_eq!(saved["preferences"]["colors"], true);
+        let mut docs = load(&Files(vec![path])).unwrap();
+        let (_, entry) = context_entry(&mut docs, "workspace-lab").unwrap();
+        assert_eq!(text_of(entry, "namespace").as_deref(), Some("lab-ns"));
+        assert_eq!(text_of(entry, "cluster").as_deref(), Some("c"));
+        assert_eq!(text_of(entry, "user").as_deref(), Some("u"));
+        let (_, dev) = context_entry(&mut docs, "dev").unwrap();
+        assert_eq!(
+            text_of(dev, "namespace"),
+            None,
+            "the old context is unchanged"
+        );
+    }
+
+    #[test]
+    fn missing_files_are_skipped_and_none_at_all_is_an_error() {
+        let path = file("present");
+        let missing = path.with_file_name("absent");
+        assert_eq!(load(&Files(vec![missing.clone(), path])).unwrap().len(), 1);
+        assert!(load(&Files(vec![missing])).is_err());
+    }
+}

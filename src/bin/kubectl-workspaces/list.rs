@@ -298,3 +298,40 @@ fn print_entries(entries: &[Entry], format: Format) -> Result<()> {
     print!("{}", output::table(&headers, &rows));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(group: &str, resource: &str, verbs: &[&str]) -> ResourceRule {
+        ResourceRule {
+            api_groups: Some(vec![group.to_string()]),
+            resources: Some(vec![resource.to_string()]),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            resource_names: None,
+        }
+    }
+
+    #[test]
+    fn the_role_is_read_from_what_the_rules_allow() {
+        let viewer = vec![rule("", "pods", &["get", "list"])];
+        assert_eq!(role_from_rules(&viewer), "Viewer");
+        let mut runner = viewer.clone();
+        runner.push(rule("batch", "jobs", &["create"]));
+        assert_eq!(role_from_rules(&runner), "Runner");
+        let mut worker = runner.clone();
+        worker.push(rule("", "pods", &["create"]));
+        worker.push(rule("", "secrets", &["get"]));
+        assert_eq!(role_from_rules(&worker), "Worker");
+        let mut developer = worker.clone();
+        developer.push(rule("", "secrets", &["create"]));
+        assert_eq!(role_from_rules(&developer), "Developer");
+        let mut owner = developer;
+        owner.push(rule(
+            workspace_operator::api::GROUP,
+            "workspaces",
+            &["administer"],
+        ));
+        assert_eq!(role_from_rules(&owner), "Owner");
+    }
+}

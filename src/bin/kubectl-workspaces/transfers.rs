@@ -496,3 +496,35 @@ pub async fn answer(client: &Client, name: &str, answer: Answer, side: Option<Si
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_org_or_user_slash_name() {
+        let org = parse_account("org/globex").unwrap();
+        assert_eq!(
+            (org.kind, org.name.as_str()),
+            (AccountKind::Organization, "globex")
+        );
+        let user = parse_account("user/carol@globex.io").unwrap();
+        assert_eq!(
+            (user.kind, user.name.as_str()),
+            (AccountKind::User, "carol@globex.io")
+        );
+        for bad in ["globex", "team/globex", "org/", ""] {
+            assert!(parse_account(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn transfer_names_are_dns_labels() {
+        assert_eq!(
+            object_name("lab-to-carol@globex.io"),
+            "lab-to-carol-globex-io"
+        );
+        assert_eq!(object_name(&"a".repeat(80)).len(), 63);
+        assert_eq!(object_name("-Lab-"), "lab");
+    }
+}
