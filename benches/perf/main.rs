@@ -41,7 +41,10 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
   --authorization-only       instead of the scenarios above: the authorization tax for N
                              workspaces (SubjectAccessReviews on a fresh plane before and
                              after creating the cluster-scoped RBAC objects N workspaces
-                             hold: one admin role and binding per Organization)";
+                             hold: one admin role and binding per Organization)
+  --cli-ls                   instead of the scenarios above: `kubectl workspaces ls` as one
+                             user among N workspaces (no operator; report
+                             target/bench/cli-ls-<N>.json)";
 
 struct Run {
     settings: Settings,
@@ -50,6 +53,7 @@ struct Run {
     calibration_only: bool,
     warm_start: bool,
     authorization_only: bool,
+    cli_ls: bool,
 }
 
 fn parse() -> Result<Option<Run>, String> {
@@ -73,6 +77,7 @@ fn parse() -> Result<Option<Run>, String> {
     let mut warm_start = false;
     let mut perf_record = false;
     let mut authorization_only = false;
+    let mut cli_ls = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -96,6 +101,7 @@ fn parse() -> Result<Option<Run>, String> {
             "--warm-start" => warm_start = true,
             "--perf-record" => perf_record = true,
             "--authorization-only" => authorization_only = true,
+            "--cli-ls" => cli_ls = true,
             // Internal: how the harness runs the calibration in a process
             // (and so on a control plane) of its own.
             "--calibration-only" => calibration_only = true,
@@ -111,7 +117,11 @@ fn parse() -> Result<Option<Run>, String> {
         return Err("--workspaces must be at least 1".into());
     }
     let out = out.unwrap_or_else(|| {
-        let kind = if warm_start { "warm" } else { "perf" };
+        let kind = match (warm_start, cli_ls) {
+            (true, _) => "warm",
+            (_, true) => "cli-ls",
+            _ => "perf",
+        };
         support::repo_root().join(format!("target/bench/{kind}-{}.json", settings.workspaces))
     });
     if perf_record {
@@ -124,6 +134,7 @@ fn parse() -> Result<Option<Run>, String> {
         calibration_only,
         warm_start,
         authorization_only,
+        cli_ls,
     }))
 }
 
@@ -135,6 +146,7 @@ fn main() {
         calibration_only,
         warm_start,
         authorization_only,
+        cli_ls,
     } = match parse() {
         Ok(Some(run)) => run,
         Ok(None) => {
@@ -166,6 +178,25 @@ fn main() {
         println!("populated / empty: p50 {p50:.2}x, p99 {p99:.2}x (target <= 1.10x)");
         return;
     }
+    if cli_ls {
+        let cost = runtime.block_on(scenarios::cli::run(
+            settings.workspaces,
+            5,
+            settings.setup_concurrency,
+        ));
+        println!(
+            "kubectl workspaces ls at {} workspaces: p50 {:.0} ms, max {:.0} ms ({} runs, {} of {} found), peak RSS {:.1} MiB",
+            cost.workspaces,
+            cost.p50_ms,
+            cost.max_ms,
+            cost.samples,
+            cost.found,
+            cost.expected,
+            cost.peak_rss_mib
+        );
+        write_report(&out, serde_json::to_string_pretty(&cost));
+        return;
+    }
     if calibration_only {
         let mut calibration = runtime.block_on(scenarios::calibration_only(&settings));
         calibration.separate_plane = true;
@@ -182,15 +213,20 @@ fn main() {
         (report.table(), serde_json::to_string_pretty(&report))
     };
     println!("{table}");
+    write_report(&out, json);
+    if keep_logs {
+        keep(&out.with_extension("logs"));
+    }
+}
+
+/// Writes the JSON report to `out`.
+fn write_report(out: &std::path::Path, json: serde_json::Result<String>) {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).expect("create the report directory");
     }
     let json = json.expect("report as JSON");
-    std::fs::write(&out, json + "\n").expect("write the JSON report");
+    std::fs::write(out, json + "\n").expect("write the JSON report");
     println!("report written to {}", out.display());
-    if keep_logs {
-        keep(&out.with_extension("logs"));
-    }
 }
 
 /// Prefix of the line a `--calibration-only` process reports its result on.

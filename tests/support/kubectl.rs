@@ -33,7 +33,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from_output(command: String, out: Output) -> Self {
+    pub fn from_output(command: String, out: Output) -> Self {
         Run {
             command,
             ok: out.status.success(),

@@ -12,6 +12,7 @@
 pub mod kubectl;
 pub mod objects;
 pub mod operator;
+pub mod plugin;
 
 use std::future::Future;
 

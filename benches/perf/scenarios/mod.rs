@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod authz;
 pub mod calibrate;
+pub mod cli;
 pub mod fixtures;
 pub mod process;
 pub mod report;
