@@ -427,22 +427,21 @@ async fn answering_without_an_invitation_is_a_clear_error() {
     assert!(none.stdout.is_empty() && none.stderr.contains("no open invitations"));
 }
 
-/// alice invites `dave` to her personal workspace as a Developer; returns
-/// dave's plugin once the invitation is open.
-async fn invite(w: &World, dave: &str) -> Plugin {
+/// alice invites `who` to her personal workspace as a Developer, in the
+/// WorkspaceMember `name`; returns their plugin once the invitation is open.
+async fn invite(w: &World, who: &str, name: &str) -> Plugin {
     let admin = support::plane().admin().await;
     let alice = support::plane().client_as(&w.alice, &[]).await;
-    apply(&alice, member(&w.personal, "dave", user(dave), "Developer")).await;
-    wait_member(&admin, &w.personal, "dave", MemberPhase::Invited).await;
-    Plugin::as_user(dave, &[])
+    apply(&alice, member(&w.personal, name, user(who), "Developer")).await;
+    wait_member(&admin, &w.personal, name, MemberPhase::Invited).await;
+    Plugin::as_user(who, &[])
 }
 
 #[tokio::test]
-#[ignore = "needs the invitation flow"]
 async fn an_invitee_sees_the_invitation_accepts_it_and_then_belongs() {
     let w = world().await;
     let dave = format!("dave@{}.io", w.org);
-    let plugin = invite(&w, &dave).await;
+    let plugin = invite(&w, &dave, "dave").await;
     let open = plugin.json(&["invitations"]);
     assert_eq!(names(&open), vec![w.personal.clone()]);
     assert_eq!(entry(&open, &w.personal)["role"], "Developer");
@@ -462,14 +461,13 @@ async fn an_invitee_sees_the_invitation_accepts_it_and_then_belongs() {
 }
 
 #[tokio::test]
-#[ignore = "needs the invitation flow"]
 async fn an_invitee_declines_and_gets_nothing() {
     let w = world().await;
-    let dave = format!("dave@{}.io", w.org);
-    let plugin = invite(&w, &dave).await;
+    let dora = format!("dora@{}.io", w.org);
+    let plugin = invite(&w, &dora, "dora").await;
     plugin.run(&["decline", &w.personal]).success();
     let admin = support::plane().admin().await;
-    wait_member(&admin, &w.personal, "dave", MemberPhase::Declined).await;
+    wait_member(&admin, &w.personal, "dora", MemberPhase::Declined).await;
     assert_eq!(plugin.json(&["ls"]), json!([]));
     assert_eq!(plugin.json(&["invitations"]), json!([]));
 }
