@@ -14,8 +14,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::kubectl::Kubectl;
 use support::objects::{
-    accept, apply, can, create, group, member, organization, response_patch, service_account, user,
-    wait_gone, wait_member_phase, wait_ready, workspace,
+    accept, apply, can, create, group, member, organization, patch_member, response_patch,
+    service_account, user, wait_gone, wait_member_phase, wait_ready, workspace,
 };
 use workspace_operator::api::WorkspaceMember;
 
@@ -44,19 +44,6 @@ fn invitation_yaml(ns: &str, name: &str, subject: &str, role: &str) -> String {
     )
 }
 
-fn patch(kubectl: &Kubectl, ns: &str, name: &str, body: &str) -> support::kubectl::Run {
-    kubectl.run(&[
-        "-n",
-        ns,
-        "patch",
-        "workspacemember",
-        name,
-        "--type=merge",
-        "-p",
-        body,
-    ])
-}
-
 /// What `user` may do in `ns`, as the authorizer answers: each check with
 /// the expected answer.
 async fn assert_may(user: &str, ns: &str, checks: &[(&str, &str, Option<&str>, bool)]) {
@@ -75,6 +62,32 @@ async fn wait_may(user: &str, ns: &str, verb: &str, resource: &str, name: &str, 
     support::wait_for(&what, TIMEOUT, || async {
         (can(user, &[], verb, resource, Some(ns), Some(name)).await == want).then_some(())
     })
+    .await;
+}
+
+/// Waits until `user` may (`want`) answer, that is patch, the member `name`.
+async fn wait_may_answer(user: &str, ns: &str, name: &str, want: bool) {
+    wait_may(
+        user,
+        ns,
+        "patch",
+        "workspacemembers.workspaces.dev",
+        name,
+        want,
+    )
+    .await;
+}
+
+/// Waits until `user` may (`want`) read the member `name`.
+async fn wait_may_read(user: &str, ns: &str, name: &str, want: bool) {
+    wait_may(
+        user,
+        ns,
+        "get",
+        "workspacemembers.workspaces.dev",
+        name,
+        want,
+    )
     .await;
 }
 
@@ -130,15 +143,7 @@ async fn an_invitee_reads_and_accepts_and_only_then_gets_the_role() {
     );
 
     // While invited: bob may read and answer his own member, and nothing else.
-    wait_may(
-        &bob,
-        &ws,
-        "patch",
-        "workspacemembers.workspaces.dev",
-        "bob",
-        true,
-    )
-    .await;
+    wait_may_answer(&bob, &ws, "bob", true).await;
     assert_may(
         &bob,
         &ws,
@@ -183,16 +188,17 @@ async fn an_invitee_reads_and_accepts_and_only_then_gets_the_role() {
         .refused(&["forbidden"]);
 
     // Nobody answers for bob; bob changes nothing but the answer.
-    patch(&alice, &ws, "bob", &response_patch("Accepted")).refused(&["only the invitee", &bob]);
-    patch(&as_bob, &ws, "bob", r#"{"spec":{"role":"Owner"}}"#).refused(&["denied"]);
-    patch(
+    patch_member(&alice, &ws, "bob", &response_patch("Accepted"))
+        .refused(&["only the invitee", &bob]);
+    patch_member(&as_bob, &ws, "bob", r#"{"spec":{"role":"Owner"}}"#).refused(&["denied"]);
+    patch_member(
         &as_bob,
         &ws,
         "bob",
         &json!({"spec": {"subject": {"kind": "User", "name": eve}}}).to_string(),
     )
     .refused(&["spec.subject cannot change"]);
-    patch(
+    patch_member(
         &as_bob,
         &ws,
         "bob",
@@ -203,43 +209,27 @@ async fn an_invitee_reads_and_accepts_and_only_then_gets_the_role() {
     // bob accepts: Active, the role is his, the answering grant is gone.
     accept(&admin, &ws, "bob", &bob, TIMEOUT).await;
     wait_may(&bob, &ws, "create", "deployments.apps", "", true).await;
-    wait_may(
-        &bob,
-        &ws,
-        "patch",
-        "workspacemembers.workspaces.dev",
-        "bob",
-        false,
-    )
-    .await;
+    wait_may_answer(&bob, &ws, "bob", false).await;
     assert_eq!(
         answering_grant_exists(&admin, &ws, "bob").await,
         (false, false)
     );
     // Without the grant, bob cannot touch his member any more; even as an
     // Owner, who may edit members, he cannot take his answer back.
-    patch(&as_bob, &ws, "bob", &response_patch("Declined")).refused(&["forbidden"]);
-    patch(&alice, &ws, "bob", r#"{"spec":{"role":"Owner"}}"#).success();
-    wait_may(
-        &bob,
-        &ws,
-        "patch",
-        "workspacemembers.workspaces.dev",
-        "bob",
-        true,
-    )
-    .await;
-    patch(&as_bob, &ws, "bob", &response_patch("Declined")).refused(&["cannot change"]);
+    patch_member(&as_bob, &ws, "bob", &response_patch("Declined")).refused(&["forbidden"]);
+    patch_member(&alice, &ws, "bob", r#"{"spec":{"role":"Owner"}}"#).success();
+    wait_may_answer(&bob, &ws, "bob", true).await;
+    patch_member(&as_bob, &ws, "bob", &response_patch("Declined")).refused(&["cannot change"]);
 
     // A role change needs no new invitation; a new subject is refused.
-    patch(&alice, &ws, "bob", r#"{"spec":{"role":"Viewer"}}"#).success();
+    patch_member(&alice, &ws, "bob", r#"{"spec":{"role":"Viewer"}}"#).success();
     wait_may(&bob, &ws, "create", "deployments.apps", "", false).await;
     let active = wait_member_phase(&admin, &ws, "bob", "Active", TIMEOUT).await;
     assert_eq!(
         active.status.unwrap().role_binding.as_deref(),
         Some("wsm-bob-viewer")
     );
-    patch(
+    patch_member(
         &alice,
         &ws,
         "bob",
@@ -259,17 +249,9 @@ async fn a_declined_invitation_grants_nothing_and_inviting_again_starts_over() {
         .apply(&invitation_yaml(&ws, "carol", &carol, "Runner"))
         .success();
     wait_member_phase(&admin, &ws, "carol", "Invited", TIMEOUT).await;
-    wait_may(
-        &carol,
-        &ws,
-        "patch",
-        "workspacemembers.workspaces.dev",
-        "carol",
-        true,
-    )
-    .await;
+    wait_may_answer(&carol, &ws, "carol", true).await;
 
-    patch(
+    patch_member(
         &Kubectl::as_user(&carol, &[]),
         &ws,
         "carol",
@@ -292,15 +274,7 @@ async fn a_declined_invitation_grants_nothing_and_inviting_again_starts_over() {
         "{}",
         ready.message
     );
-    wait_may(
-        &carol,
-        &ws,
-        "get",
-        "workspacemembers.workspaces.dev",
-        "carol",
-        false,
-    )
-    .await;
+    wait_may_read(&carol, &ws, "carol", false).await;
     assert_may(&carol, &ws, &[("create", "jobs.batch", None, false)]).await;
     assert_eq!(
         answering_grant_exists(&admin, &ws, "carol").await,
@@ -361,28 +335,12 @@ async fn groups_service_accounts_and_organization_members_are_not_invited() {
     let erin = format!("erin-{ws}@example.com");
     apply(&admin, member(&ws, "erin", user(&erin), "Viewer")).await;
     wait_member_phase(&admin, &ws, "erin", "Invited", TIMEOUT).await;
-    wait_may(
-        &erin,
-        &ws,
-        "get",
-        "workspacemembers.workspaces.dev",
-        "erin",
-        true,
-    )
-    .await;
+    wait_may_read(&erin, &ws, "erin", true).await;
     Api::<WorkspaceMember>::namespaced(admin.clone(), &ws)
         .delete("erin", &DeleteParams::default())
         .await
         .unwrap();
-    wait_may(
-        &erin,
-        &ws,
-        "get",
-        "workspacemembers.workspaces.dev",
-        "erin",
-        false,
-    )
-    .await;
+    wait_may_read(&erin, &ws, "erin", false).await;
     let roles: Api<Role> = Api::namespaced(admin.clone(), &ws);
     wait_gone(&roles, "wsi-erin", TIMEOUT).await;
 }

@@ -339,20 +339,30 @@ pub fn response_patch(response: &str) -> String {
     json!({"spec": {"response": response}}).to_string()
 }
 
+/// `kubectl patch` (a JSON merge patch, `body`) of the WorkspaceMember
+/// `ns/name`, run by `kubectl`'s user.
+pub fn patch_member(
+    kubectl: &super::kubectl::Kubectl,
+    ns: &str,
+    name: &str,
+    body: &str,
+) -> super::kubectl::Run {
+    kubectl.run(&[
+        "-n",
+        ns,
+        "patch",
+        "workspacemember",
+        name,
+        "--type=merge",
+        "-p",
+        body,
+    ])
+}
+
 /// `user` accepts their invitation `ns/name` with `kubectl patch`, as
 /// themself, and the member turns Active.
 pub async fn accept(client: &Client, ns: &str, name: &str, user: &str, timeout: Duration) {
-    super::kubectl::Kubectl::as_user(user, &[])
-        .run(&[
-            "-n",
-            ns,
-            "patch",
-            "workspacemember",
-            name,
-            "--type=merge",
-            "-p",
-            &response_patch("Accepted"),
-        ])
-        .success();
+    let kubectl = super::kubectl::Kubectl::as_user(user, &[]);
+    patch_member(&kubectl, ns, name, &response_patch("Accepted")).success();
     wait_member_phase(client, ns, name, "Active", timeout).await;
 }
