@@ -60,7 +60,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             .map_err(Error::Confinement)?;
     }
     let metrics = Arc::new(Metrics::new());
-    let health = Health::new();
+    let health = Health::with_metrics(metrics.clone());
 
     let listener = http::bind(config.metrics_addr).await?;
     let mut shutdown = Box::pin(shutdown_signal()?);

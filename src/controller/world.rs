@@ -688,6 +688,7 @@ where
                     continue;
                 }
             };
+            let counted = !matches!(event, Event::Init | Event::InitApply(_));
             match &event {
                 Event::Apply(obj) => {
                     cache.apply(&event);
@@ -708,6 +709,9 @@ where
                     health.synced();
                 }
                 Event::Init => {
+                    if cache.listed() {
+                        health.restarted();
+                    }
                     before_relist = cache.listed().then(|| cache.as_reader().snapshot());
                     cache.apply(&event);
                     relist = index.as_ref().map(Index::relist);
@@ -739,6 +743,9 @@ where
                     }
                     health.synced();
                 }
+            }
+            if counted {
+                health.cached(cache.as_reader().len());
             }
         }
     })
