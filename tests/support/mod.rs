@@ -9,6 +9,10 @@
 //! existing cluster instead.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod fleet;
+pub mod fuzz;
+pub mod invariants;
 pub mod kubectl;
 pub mod objects;
 pub mod operator;

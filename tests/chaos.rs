@@ -1,0 +1,307 @@
+//! The fault suite: the operator on a real control plane while things
+//! break. Each scenario converges a fleet of workspaces with members
+//! churning, injects a fault (a component killed and restarted, the watch
+//! history compacted away, the operator killed, garbage applied), and then
+//! checks the invariants (tests/support/invariants.rs) as the admin: every
+//! Ready workspace has its namespace and exactly its owner's access, no
+//! bystander namespace is touched, member bindings match Active members,
+//! statuses observe their generation, no per-object cluster RBAC leaks.
+//!
+//! Every scenario prints one `chaos:` line (recovery time, writes) that
+//! docs/reliability.md reports. The CI run is short; set
+//! `WORKSPACE_OPERATOR_CHAOS_SOAK=<factor>` for a longer soak (the fleet,
+//! the seeds and the bad-input count grow by that factor), and
+//! `WORKSPACE_OPERATOR_CHAOS_SEED=<n>` to replay one seed of the kill -9
+//! and bad-input scenarios.
+//!
+//! The scenarios kill the control plane's components, so they run one at a
+//! time, each with its own operator.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, WatchEvent, WatchParams};
+use serde_json::json;
+use support::faults::Component;
+use support::fleet::{Churn, Fleet, forget, wait_deleted};
+use support::objects::{apply, wait_ready, workspace};
+use support::operator::{OPERATOR_USER, Operator};
+use tokio::sync::Mutex;
+use workspace_operator::api::Workspace;
+
+/// How long the operator is given to converge after a fault.
+const SETTLE: Duration = Duration::from_secs(180);
+/// How long a fault's effect (readiness dropping or coming back) may take.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One scenario at a time: they kill parts of the shared control plane.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// The soak factor (1 in CI).
+fn soak() -> usize {
+    std::env::var("WORKSPACE_OPERATOR_CHAOS_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The seeds a seeded scenario runs: the replayed one, or `n` (times the
+/// soak factor) fixed ones.
+fn seeds(n: u64) -> Vec<u64> {
+    match std::env::var("WORKSPACE_OPERATOR_CHAOS_SEED") {
+        Ok(seed) => vec![seed.parse().expect("a numeric seed")],
+        Err(_) => (1..=n * soak() as u64).collect(),
+    }
+}
+
+/// An operator of the scenario's own: alone (no leader election), with
+/// `env` added, ready.
+fn own_operator(env: &[(&str, &str)]) -> Operator {
+    let op = Operator::start_with_env(&["--leader-election=false"], env);
+    op.wait_ready(TIMEOUT);
+    op
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `what` after
+/// `timeout`. Returns how long it took.
+async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "{what}: not after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// The operator's writes since `mark`, and none in a quiet window after the
+/// cluster converged: a fault leaves no write storm behind.
+async fn writes_and_quiet(mark: support::AuditMark) -> usize {
+    let plane = support::plane();
+    let writes = plane.writes_since(mark, OPERATOR_USER).len();
+    let quiet = plane.audit_mark();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = plane.writes_since(quiet, OPERATOR_USER);
+    assert!(
+        after.is_empty(),
+        "the converged operator still writes: {}",
+        after.iter().map(|w| format!("\n  {w}")).collect::<String>()
+    );
+    writes
+}
+
+/// A component killed mid-converge and started again after `down`: the
+/// operator reports not ready while its watches fail (when they do), ready
+/// again once they recover, converges, and then writes nothing.
+async fn component_restart(component: Component, prefix: &str, down: Duration) {
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let op = own_operator(&[]);
+    let mark = plane.audit_mark();
+    let mut fleet = Fleet::create(&admin, prefix, 100 * soak()).await;
+    let churn = Churn::start(&admin, &fleet, 7, true);
+    let errors_before = op.counter("workspace_operator_watch_errors_total", "");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    plane.kill(component);
+    let killed = Instant::now();
+    // While it is down, /readyz says so as soon as a watch fails.
+    let mut seen_unready = false;
+    while killed.elapsed() < down {
+        seen_unready |= !op.is_ready();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    plane.start_component(component);
+    let api_back = plane.wait_api_ready(TIMEOUT);
+    let ready_again = until("the operator to be ready again", TIMEOUT, || op.is_ready()).await;
+    let watch_errors = op.counter("workspace_operator_watch_errors_total", "") - errors_before;
+    let deleted = churn.stop().await;
+    forget(&mut fleet, &deleted);
+    let settled = fleet.settle(&admin, SETTLE).await;
+    wait_deleted(&admin, &deleted, SETTLE).await;
+    assert!(op.is_running(), "the operator died: {}", op.log_tail(30));
+    let writes = writes_and_quiet(mark).await;
+    if component == Component::ApiServer {
+        assert!(
+            seen_unready,
+            "/readyz stayed 200 while the API server was down"
+        );
+    }
+    if seen_unready {
+        assert!(watch_errors > 0.0, "not ready without a failing watch");
+    }
+    eprintln!(
+        "chaos: {component:?} down {down:?}: /readyz false seen {seen_unready}, {watch_errors} watch errors, \
+         API back {api_back:?} after start, operator ready {ready_again:?} later, \
+         converged {settled:?} after that; {} workspaces, {} deleted, {writes} operator writes in all",
+        fleet.workspaces.len(),
+        deleted.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_killed_and_restarted_mid_converge() {
+    let _serial = SERIAL.lock().await;
+    component_restart(Component::ApiServer, "api", Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_killed_and_restarted_mid_converge() {
+    let _serial = SERIAL.lock().await;
+    component_restart(Component::Etcd, "etcd", Duration::from_secs(5)).await;
+}
+
+/// The operator killed with SIGKILL at seeded random points of a converge,
+/// a new one started each time: the last one converges everything, and the
+/// invariants hold. The seed and the kill points are printed for a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_killed_at_random_points_converges() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    for seed in seeds(3) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut fleet = Fleet::create(&admin, &format!("kill{seed}"), 60 * soak()).await;
+        let churn = Churn::start(&admin, &fleet, seed, true);
+        let mut points = Vec::new();
+        for _ in 0..3 {
+            let op = Operator::start_with_env(&["--leader-election=false"], &[]);
+            let point = Duration::from_millis(rng.u64(200..4000));
+            points.push(point);
+            tokio::time::sleep(point).await;
+            op.kill9();
+            until("the killed operator to be gone", TIMEOUT, || {
+                !op.is_running()
+            })
+            .await;
+        }
+        eprintln!(
+            "chaos: seed {seed}: operator killed after {points:?} (replay: WORKSPACE_OPERATOR_CHAOS_SEED={seed})"
+        );
+        let op = own_operator(&[]);
+        let deleted = churn.stop().await;
+        forget(&mut fleet, &deleted);
+        let settled = fleet.settle(&admin, SETTLE).await;
+        wait_deleted(&admin, &deleted, SETTLE).await;
+        assert!(op.is_running(), "the operator died: {}", op.log_tail(30));
+        eprintln!(
+            "chaos: seed {seed}: converged {settled:?} after the last start ({} workspaces)",
+            fleet.workspaces.len()
+        );
+    }
+}
+
+/// A status computed from a cached copy that is older than the object on
+/// the API server is not written over the newer one. A second writer
+/// records a condition (which the operator's status carries along); the
+/// spec changes and the operator, having read that version, holds its
+/// status write (fault injection); meanwhile the second writer changes its
+/// condition. Released, the write must not put back the old copy's
+/// condition: the first version that observes the new generation carries
+/// the second writer's latest verdict, and no reconcile failed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_computed_from_a_stale_copy_is_not_written() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let name = support::unique("stale");
+    let gate = plane
+        .dir()
+        .expect("local plane")
+        .join(format!("{name}.hold"));
+    let setting = format!("{name}:{}", gate.display());
+    let op = own_operator(&[("WORKSPACE_OPERATOR_FAULT_HOLD_STATUS", &setting)]);
+    apply(
+        &admin,
+        workspace(&name, "User", "alice@example.com", json!({})),
+    )
+    .await;
+    wait_ready(&admin, &name, "True", None, TIMEOUT).await;
+    let api: Api<Workspace> = Api::all(admin.clone());
+    // A second writer's condition, which the operator's status carries.
+    let second = |status: &str| {
+        json!({"apiVersion": "workspaces.dev/v1alpha1", "kind": "Workspace",
+               "status": {"conditions": [{"type": "Audited", "status": status,
+                   "reason": "Checked", "message": "checked by the auditor",
+                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    };
+    let params = PatchParams::apply("auditor");
+    api.patch_status(&name, &params, &Patch::Apply(&second("False")))
+        .await
+        .expect("the auditor's first write");
+    // A change of spec: the operator reads the Workspace and holds its
+    // status write.
+    std::fs::write(&gate, "held").expect("create the gate");
+    let holds = || count_lines(&op, "fault injection: holding a status write");
+    let before = holds();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"description": "changed"}})),
+    )
+    .await
+    .expect("change the description");
+    until("the operator to hold its status write", TIMEOUT, || {
+        holds() > before
+    })
+    .await;
+    // Behind the operator's back: the auditor's verdict changes.
+    let audited = api
+        .patch_status(&name, &params, &Patch::Apply(&second("True")))
+        .await
+        .expect("the auditor's second write");
+    let generation = audited.metadata.generation;
+    let since = audited.resource_version().expect("a resourceVersion");
+    let mut versions = api
+        .watch(
+            &WatchParams::default().fields(&format!("metadata.name={name}")),
+            &since,
+        )
+        .await
+        .expect("watch the workspace")
+        .boxed();
+    std::fs::remove_file(&gate).expect("release the write");
+    // The first version whose status observes the new generation: the
+    // released write, had it gone through, or the one computed after it.
+    let first = tokio::time::timeout(TIMEOUT, async {
+        while let Some(event) = versions.try_next().await.expect("the watch") {
+            if let WatchEvent::Modified(ws) = event
+                && ws.status.as_ref().and_then(|s| s.observed_generation) == generation
+            {
+                return ws;
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("a status that observes the new generation");
+    let verdict = first
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Audited"))
+        .map(|c| c.status.clone());
+    assert_eq!(
+        verdict.as_deref(),
+        Some("True"),
+        "the status computed from the stale copy was written over the newer one"
+    );
+    assert_eq!(
+        op.counter(
+            "workspace_operator_reconcile_errors_total",
+            "reason=\"StatusFailed\""
+        ),
+        0.0,
+        "a refused stale write is not a reconcile error"
+    );
+    assert!(op.counter("workspace_operator_stale_status_writes_total", "") >= 1.0);
+}
+
+fn count_lines(op: &Operator, needle: &str) -> usize {
+    std::fs::read_to_string(&op.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
