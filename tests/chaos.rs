@@ -113,6 +113,7 @@ async fn component_restart(component: Component, prefix: &str, down: Duration) {
         seen_unready |= !op.is_ready();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let restarted = plane.audit_mark();
     plane.start_component(component);
     let api_back = plane.wait_api_ready(TIMEOUT);
     let ready_again = until("the operator to be ready again", TIMEOUT, || op.is_ready()).await;
@@ -122,6 +123,7 @@ async fn component_restart(component: Component, prefix: &str, down: Duration) {
     let settled = fleet.settle(&admin, SETTLE).await;
     wait_deleted(&admin, &deleted, SETTLE).await;
     assert!(op.is_running(), "the operator died: {}", op.log_tail(30));
+    let since_restart = plane.writes_since(restarted, OPERATOR_USER).len();
     let writes = writes_and_quiet(mark).await;
     if component == Component::ApiServer {
         assert!(
@@ -135,7 +137,8 @@ async fn component_restart(component: Component, prefix: &str, down: Duration) {
     eprintln!(
         "chaos: {component:?} down {down:?}: /readyz false seen {seen_unready}, {watch_errors} watch errors, \
          API back {api_back:?} after start, operator ready {ready_again:?} later, \
-         converged {settled:?} after that; {} workspaces, {} deleted, {writes} operator writes in all",
+         converged {settled:?} after that; {} workspaces, {} deleted, {writes} operator writes in all, \
+         {since_restart} after the restart",
         fleet.workspaces.len(),
         deleted.len()
     );
