@@ -27,6 +27,7 @@ use kube::api::{Api, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 use support::faults::Component;
 use support::fleet::{Churn, Fleet, forget, wait_deleted};
+use support::fuzz;
 use support::objects::{apply, wait_ready, workspace};
 use support::operator::{OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
@@ -307,4 +308,127 @@ fn count_lines(op: &Operator, needle: &str) -> usize {
         .lines()
         .filter(|l| l.contains(needle))
         .count()
+}
+
+/// A few thousand random and mutated Workspaces, WorkspaceMembers,
+/// Organizations and WorkspaceTransfers sent as the admin through create,
+/// update, merge patch and server-side apply: each is refused by the API
+/// server with a message, or accepted and then reported by the operator
+/// (a status with conditions that observes the object's generation). The
+/// operator never stops, and the invariants hold; `default`, `kube-system`
+/// and the operator's namespace are never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_or_reported() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let op = own_operator(&[]);
+    let mut fleet = Fleet::create(&admin, "fuzzed", 4).await;
+    fleet.settle(&admin, SETTLE).await;
+    fleet.bystanders.extend(
+        [
+            "default",
+            "kube-system",
+            support::operator::OPERATOR_NAMESPACE,
+        ]
+        .map(String::from),
+    );
+    for seed in seeds(1) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let prefix = format!("fz{seed}");
+        let count = 2000 * soak();
+        let requests: Vec<fuzz::Request> = (0..count)
+            .map(|n| {
+                let (ns, ws) = (&fleet.workspaces[1], &fleet.workspaces[0]);
+                fuzz::request(&mut rng, &prefix, n, ns, ws, &fleet.org)
+            })
+            .collect();
+        let started = Instant::now();
+        let outcomes: Vec<Result<(), kube::Error>> = futures::stream::iter(&requests)
+            .map(|r| fuzz::send(&admin, r))
+            .buffered(4)
+            .collect()
+            .await;
+        let mut unclear = Vec::new();
+        let (mut refused, mut typed) = (0, 0);
+        for (request, outcome) in requests.iter().zip(&outcomes) {
+            match outcome {
+                Ok(()) => {}
+                Err(kube::Error::Api(s))
+                    if (400..500).contains(&s.code) && !s.message.trim().is_empty() =>
+                {
+                    refused += 1
+                }
+                // kube-apiserver answers a server-side apply whose fields
+                // have the wrong type with 500 and a message naming the
+                // field: a refusal with a clear message, under an odd code.
+                Err(kube::Error::Api(s))
+                    if s.code == 500
+                        && s.message.starts_with("failed to create typed patch object") =>
+                {
+                    refused += 1;
+                    typed += 1;
+                }
+                Err(err) => unclear.push(format!("{request:?}: {err}")),
+            }
+        }
+        assert!(
+            unclear.is_empty(),
+            "seed {seed}: {} requests got no clear refusal:\n{}",
+            unclear.len(),
+            unclear
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let reported = wait_reported(&admin, &prefix).await;
+        assert!(op.is_running(), "the operator died: {}", op.log_tail(30));
+        let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+        assert!(!log.contains("panicked"), "the operator panicked");
+        let settled = fleet.settle(&admin, SETTLE).await;
+        eprintln!(
+            "chaos: bad input seed {seed}: {count} requests in {:?}, {refused} refused with a message \
+             ({typed} of them server-side applies of mistyped fields, code 500), \
+             {} accepted; {reported} objects left, each reported; invariants hold {settled:?} later",
+            started.elapsed(),
+            count - refused
+        );
+    }
+}
+
+/// Waits until every object named `<prefix>-…` of the generated kinds that
+/// is not being deleted has a status with conditions observing its
+/// generation; panics naming those that do not after [`SETTLE`]. Returns
+/// how many there are.
+async fn wait_reported(admin: &kube::Client, prefix: &str) -> usize {
+    let started = Instant::now();
+    loop {
+        let mut total = 0;
+        let mut unreported = Vec::new();
+        for kind in fuzz::KINDS {
+            for obj in fuzz::existing(admin, kind, prefix).await {
+                total += 1;
+                let status = &obj.data["status"];
+                let observed = status["observedGeneration"].as_i64();
+                let has_conditions = status["conditions"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty());
+                if obj.metadata.deletion_timestamp.is_none()
+                    && (!has_conditions || observed != obj.metadata.generation)
+                {
+                    unreported.push(format!("{kind} {}", obj.name_any()));
+                }
+            }
+        }
+        if unreported.is_empty() {
+            return total;
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "accepted but not reported after {SETTLE:?}: {unreported:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

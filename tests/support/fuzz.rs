@@ -120,7 +120,12 @@ fn mutate(object: &mut Value, rng: &mut fastrand::Rng) {
     paths(&object["spec"], &mut vec![], &mut all);
     match rng.u8(..10) {
         0 => object["metadata"]["name"] = odd_string(rng),
-        1 => object["spec"]["unknownField"] = odd_value(rng, 0),
+        1 => {
+            let value = odd_value(rng, 0);
+            if let Some(spec) = object["spec"].as_object_mut() {
+                spec.insert("unknownField".to_string(), value);
+            }
+        }
         2 => object["spec"] = odd_value(rng, 1),
         _ if all.is_empty() => object["spec"] = json!({}),
         3 | 4 => {
@@ -141,8 +146,9 @@ fn mutate(object: &mut Value, rng: &mut fastrand::Rng) {
 }
 
 /// The `n`-th request of the generator `rng`: a valid object of a random
-/// kind, named `<prefix>-<n>` (unless a mutation renames it), mutated one to
-/// three times, and a random verb.
+/// kind, named `<prefix>-<n % 50>` (unless a mutation renames it; a small
+/// pool, so updates and patches meet existing objects), mutated up to twice
+/// (a third are sent valid), and a random verb.
 pub fn request(
     rng: &mut fastrand::Rng,
     prefix: &str,
@@ -152,10 +158,9 @@ pub fn request(
     org: &str,
 ) -> Request {
     let kind = KINDS[rng.usize(..KINDS.len())];
-    // A small pool of names, so updates and patches meet existing objects.
     let name = format!("{prefix}-{}", n % 50);
     let mut object = valid(kind, &name, namespace, workspace, org);
-    for _ in 0..rng.usize(1..=3) {
+    for _ in 0..rng.usize(0..=2) {
         mutate(&mut object, rng);
     }
     let verb = match rng.u8(..4) {
@@ -186,22 +191,14 @@ pub async fn send(client: &Client, request: &Request) -> Result<(), kube::Error>
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let object: DynamicObject = match serde_json::from_value(request.object.clone()) {
-        Ok(object) => object,
-        // Not even an object (a mutated name that is not a string): send it
-        // as a merge patch, which takes any JSON.
-        Err(_) => {
-            return api
-                .patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&request.object),
-                )
-                .await
-                .map(drop);
-        }
-    };
+    // Names are strings and the rest goes into `data`: always an object.
+    let object: DynamicObject =
+        serde_json::from_value(request.object.clone()).expect("a generated object");
+    // A name that cannot be a path segment goes in a create's body, where
+    // the API server judges it (a client cannot even address it).
+    let addressable = !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || c == '/');
     match request.verb {
+        _ if !addressable => api.create(&PostParams::default(), &object).await.map(drop),
         Verb::Create => api.create(&PostParams::default(), &object).await.map(drop),
         Verb::Update => {
             let mut current = api.get(&name).await?;
