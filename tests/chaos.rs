@@ -28,10 +28,11 @@ use serde_json::json;
 use support::faults::Component;
 use support::fleet::{Churn, Fleet, forget, wait_deleted};
 use support::fuzz;
-use support::objects::{apply, wait_ready, workspace};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use support::objects::{apply, member, user, wait_ready, workspace};
 use support::operator::{OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
-use workspace_operator::api::Workspace;
+use workspace_operator::api::{Workspace, WorkspaceMember};
 
 /// How long the operator is given to converge after a fault.
 const SETTLE: Duration = Duration::from_secs(180);
@@ -431,4 +432,79 @@ async fn wait_reported(admin: &kube::Client, prefix: &str) -> usize {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Watch expiry: with the operator frozen, workspaces are deleted and
+/// created, a member's role changes, another member goes, and the owner's
+/// RoleBinding is deleted behind the operator's back; then etcd's history
+/// is compacted and the API server restarted, so every watch resumes from a
+/// version that is gone (`410 Gone`). Thawed, the operator lists again and
+/// catches every change and deletion made meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_expiry_relists_changes_and_deletions() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let op = own_operator(&[]);
+    let mut fleet = Fleet::create(&admin, "expiry", 20 * soak()).await;
+    let ns = fleet.workspaces[1].clone();
+    let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &ns);
+    for (name, who) in [("changed", "dev0@example.com"), ("removed", "dev1@example.com")] {
+        apply(&admin, member(&ns, name, user(who), "Developer")).await;
+    }
+    fleet.settle(&admin, SETTLE).await;
+    let restarts = op.counter("workspace_operator_watch_restarts_total", "");
+
+    op.freeze();
+    let gone: Vec<String> = fleet.workspaces[2..5].to_vec();
+    let workspaces: Api<Workspace> = Api::all(admin.clone());
+    for name in &gone {
+        workspaces
+            .delete(name, &Default::default())
+            .await
+            .expect("delete a workspace");
+    }
+    forget(&mut fleet, &gone);
+    let added = support::unique("expiry-added");
+    apply(&admin, workspace(&added, "User", "late@example.com", json!({}))).await;
+    fleet.workspaces.push(added);
+    apply(&admin, member(&ns, "changed", user("dev0@example.com"), "Viewer")).await;
+    members
+        .delete("removed", &Default::default())
+        .await
+        .expect("delete a member");
+    let owner_ns = fleet.workspaces[0].clone();
+    Api::<RoleBinding>::namespaced(admin.clone(), &owner_ns)
+        .delete("workspaces.dev:owner", &Default::default())
+        .await
+        .expect("delete the owner binding");
+    let revision = plane.compact_etcd();
+    plane.kill(Component::ApiServer);
+    plane.start_component(Component::ApiServer);
+    plane.wait_api_ready(TIMEOUT);
+
+    let thawed = Instant::now();
+    op.thaw();
+    let settled = fleet.settle(&admin, SETTLE).await;
+    wait_deleted(&admin, &gone, SETTLE).await;
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &ns);
+    let viewer = support::wait_for("the member's binding to name the Viewer role", SETTLE, || {
+        let (members, bindings) = (members.clone(), bindings.clone());
+        async move {
+            let m = members.get("changed").await.ok()?;
+            let binding = m.status?.role_binding?;
+            let rb = bindings.get(&binding).await.ok()?;
+            rb.role_ref.name.contains("viewer").then_some(rb)
+        }
+    })
+    .await;
+    let relists = op.counter("workspace_operator_watch_restarts_total", "") - restarts;
+    assert!(relists > 0.0, "no watch listed again after the compaction");
+    eprintln!(
+        "chaos: watch expiry (compacted at revision {revision}): {relists} watches listed again; \
+         3 deletions, 1 creation, a role change ({}), a member removal and a deleted owner binding \
+         caught {:?} after the thaw (fleet settled in {settled:?})",
+        viewer.role_ref.name,
+        thawed.elapsed()
+    );
 }
