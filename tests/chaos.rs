@@ -22,13 +22,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 use support::faults::Component;
 use support::fleet::{Churn, Fleet, forget, wait_deleted};
 use support::fuzz;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use support::objects::{apply, member, user, wait_ready, workspace};
 use support::operator::{OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
@@ -449,7 +449,10 @@ async fn watch_expiry_relists_changes_and_deletions() {
     let mut fleet = Fleet::create(&admin, "expiry", 20 * soak()).await;
     let ns = fleet.workspaces[1].clone();
     let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &ns);
-    for (name, who) in [("changed", "dev0@example.com"), ("removed", "dev1@example.com")] {
+    for (name, who) in [
+        ("changed", "dev0@example.com"),
+        ("removed", "dev1@example.com"),
+    ] {
         apply(&admin, member(&ns, name, user(who), "Developer")).await;
     }
     fleet.settle(&admin, SETTLE).await;
@@ -466,9 +469,17 @@ async fn watch_expiry_relists_changes_and_deletions() {
     }
     forget(&mut fleet, &gone);
     let added = support::unique("expiry-added");
-    apply(&admin, workspace(&added, "User", "late@example.com", json!({}))).await;
+    apply(
+        &admin,
+        workspace(&added, "User", "late@example.com", json!({})),
+    )
+    .await;
     fleet.workspaces.push(added);
-    apply(&admin, member(&ns, "changed", user("dev0@example.com"), "Viewer")).await;
+    apply(
+        &admin,
+        member(&ns, "changed", user("dev0@example.com"), "Viewer"),
+    )
+    .await;
     members
         .delete("removed", &Default::default())
         .await
@@ -488,15 +499,19 @@ async fn watch_expiry_relists_changes_and_deletions() {
     let settled = fleet.settle(&admin, SETTLE).await;
     wait_deleted(&admin, &gone, SETTLE).await;
     let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &ns);
-    let viewer = support::wait_for("the member's binding to name the Viewer role", SETTLE, || {
-        let (members, bindings) = (members.clone(), bindings.clone());
-        async move {
-            let m = members.get("changed").await.ok()?;
-            let binding = m.status?.role_binding?;
-            let rb = bindings.get(&binding).await.ok()?;
-            rb.role_ref.name.contains("viewer").then_some(rb)
-        }
-    })
+    let viewer = support::wait_for(
+        "the member's binding to name the Viewer role",
+        SETTLE,
+        || {
+            let (members, bindings) = (members.clone(), bindings.clone());
+            async move {
+                let m = members.get("changed").await.ok()?;
+                let binding = m.status?.role_binding?;
+                let rb = bindings.get(&binding).await.ok()?;
+                rb.role_ref.name.contains("viewer").then_some(rb)
+            }
+        },
+    )
     .await;
     let relists = op.counter("workspace_operator_watch_restarts_total", "") - restarts;
     assert!(relists > 0.0, "no watch listed again after the compaction");
@@ -506,5 +521,96 @@ async fn watch_expiry_relists_changes_and_deletions() {
          caught {:?} after the thaw (fleet settled in {settled:?})",
         viewer.role_ref.name,
         thawed.elapsed()
+    );
+}
+
+/// The replica of `ops` that leads, once exactly one does.
+async fn leader_of<'a>(ops: &[&'a Operator]) -> &'a Operator {
+    support::wait_for("exactly one replica to lead", TIMEOUT, || async {
+        let leading: Vec<&Operator> = ops
+            .iter()
+            .copied()
+            .filter(|op| op.metric("workspace_operator_leader", "") == Some(1.0))
+            .collect();
+        (leading.len() == 1).then(|| leading[0])
+    })
+    .await
+}
+
+/// Two replicas with leader election: the leader is killed with SIGKILL
+/// mid-converge; the standby takes over within the lease duration (15 s)
+/// and finishes, and the audit log shows no write from the old leader after
+/// the new leader's first. Then the new leader stops gracefully and a third
+/// replica takes over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_from_a_killed_leader() {
+    use k8s_openapi::jiff::Timestamp;
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let (a, b) = (Operator::start(&[]), Operator::start(&[]));
+    let first = leader_of(&[&a, &b]).await;
+    let standby = if std::ptr::eq(first, &a) { &b } else { &a };
+    let mark = plane.audit_mark();
+    let mut fleet = Fleet::create(&admin, "leader", 100 * soak()).await;
+    let churn = Churn::start(&admin, &fleet, 11, false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Timestamp::now();
+    first.kill9();
+    let killed = Instant::now();
+    let second = leader_of(&[standby]).await;
+    let takeover = killed.elapsed();
+    assert!(
+        takeover < Duration::from_secs(15 + 5),
+        "the standby took {takeover:?} to take over (lease: 15 s)"
+    );
+    let deleted = churn.stop().await;
+    forget(&mut fleet, &deleted);
+    let settled = fleet.settle(&admin, SETTLE).await;
+
+    let writes = plane.writes_with_agents_since(mark, OPERATOR_USER);
+    let at = |w: &support::faults::AgentWrite| w.at.parse::<Timestamp>().expect("a timestamp");
+    let old: std::collections::BTreeSet<&str> = writes
+        .iter()
+        .filter(|w| at(w) < killed_at)
+        .map(|w| w.agent.as_str())
+        .collect();
+    assert_eq!(old.len(), 1, "writes before the kill from {old:?}");
+    let new_first = writes
+        .iter()
+        .filter(|w| !old.contains(w.agent.as_str()))
+        .map(at)
+        .min()
+        .expect("the new leader wrote");
+    let late: Vec<&String> = writes
+        .iter()
+        .filter(|w| old.contains(w.agent.as_str()) && at(w) >= new_first)
+        .map(|w| &w.request)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after the new one: {late:?}"
+    );
+
+    // A graceful stop hands over at once: the Lease is released.
+    let third = Operator::start(&[]);
+    third.wait_ready(TIMEOUT);
+    second.stop();
+    let stopped = Instant::now();
+    leader_of(&[&third]).await;
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(5),
+        "graceful handover took {handover:?}"
+    );
+    eprintln!(
+        "chaos: leader killed mid-converge: standby led {takeover:?} later, fleet of {} converged \
+         {settled:?} after that; {} writes by the old leader, none after the new leader's first; \
+         graceful stop handed over in {handover:?}",
+        fleet.workspaces.len(),
+        writes
+            .iter()
+            .filter(|w| old.contains(w.agent.as_str()))
+            .count()
     );
 }

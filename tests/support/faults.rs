@@ -141,3 +141,58 @@ impl Operator {
         self.signal("-CONT");
     }
 }
+
+/// One write from the audit log, with who sent it.
+#[derive(Clone, Debug)]
+pub struct AgentWrite {
+    /// The client's User-Agent (the operator's names its replica).
+    pub agent: String,
+    /// When the API server finished it (RFC 3339, UTC, microseconds: the
+    /// text sorts in time order).
+    pub at: String,
+    /// What it was.
+    pub request: String,
+}
+
+impl ControlPlane {
+    /// The writes (create, update, patch, delete) `user` made after `mark`,
+    /// Lease renewals excepted, each with its User-Agent and time.
+    pub fn writes_with_agents_since(&self, mark: super::AuditMark, user: &str) -> Vec<AgentWrite> {
+        use std::io::{BufRead, BufReader, Seek, SeekFrom};
+        let log = self
+            .audit_log()
+            .expect("the local control plane's audit log");
+        let mut file = std::fs::File::open(log).expect("open the audit log");
+        file.seek(SeekFrom::Start(mark.0))
+            .expect("seek the audit log");
+        let needle = format!("\"username\":\"{user}\"");
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|line| line.contains(&needle))
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| {
+                matches!(
+                    e["verb"].as_str(),
+                    Some("create" | "update" | "patch" | "delete")
+                ) && e["objectRef"]["resource"] != "leases"
+            })
+            .map(|e| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                AgentWrite {
+                    agent: s(&e["userAgent"]),
+                    at: s(&e["stageTimestamp"]),
+                    request: format!(
+                        "{} {} {}/{} -> {}",
+                        s(&e["verb"]),
+                        s(&e["objectRef"]["resource"]),
+                        s(&e["objectRef"]["namespace"]),
+                        s(&e["objectRef"]["name"]),
+                        e["responseStatus"]["code"]
+                    ),
+                }
+            })
+            .collect()
+    }
+}
