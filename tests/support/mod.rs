@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod fuzz;
 pub mod invariants;
 pub mod kubectl;
+pub mod load;
 pub mod objects;
 pub mod operator;
 
