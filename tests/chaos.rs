@@ -32,7 +32,7 @@ use support::fuzz;
 use support::objects::{apply, member, user, wait_ready, workspace};
 use support::operator::{OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
-use workspace_operator::api::{Workspace, WorkspaceMember, WorkspaceRole};
+use workspace_operator::api::{MemberPhase, Workspace, WorkspaceMember, WorkspaceRole};
 
 /// How long the operator is given to converge after a fault.
 const SETTLE: Duration = Duration::from_secs(180);
@@ -449,13 +449,14 @@ async fn watch_expiry_relists_changes_and_deletions() {
     let mut fleet = Fleet::create(&admin, "expiry", 20 * soak()).await;
     let ns = fleet.workspaces[1].clone();
     let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &ns);
+    fleet.settle(&admin, SETTLE).await;
     for (name, who) in [
         ("changed", "dev0@example.com"),
         ("removed", "dev1@example.com"),
     ] {
         apply(&admin, member(&ns, name, user(who), "Developer")).await;
+        member_binding(&admin, &ns, name).await;
     }
-    fleet.settle(&admin, SETTLE).await;
     let restarts = op.counter("workspace_operator_watch_restarts_total", "");
 
     op.freeze();
@@ -689,4 +690,78 @@ async fn fifty_users_in_parallel_lose_nothing() {
         kept.len(),
         deleted.len()
     );
+}
+
+/// The invariant checker finds what it looks for. With the operator
+/// stopped: the owner's binding of one workspace and an Active member's
+/// binding are deleted, a bystander namespace is deleted, and a ClusterRole
+/// labelled as the operator's names a workspace that does not exist; each
+/// is reported. Started again, the operator repairs what is its to repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invariant_checker_reports_a_broken_cluster() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let op = own_operator(&[]);
+    let mut fleet = Fleet::create(&admin, "broken", 2).await;
+    let ns = fleet.workspaces[1].clone();
+    fleet.settle(&admin, SETTLE).await;
+    apply(&admin, member(&ns, "dev", user("dev0@example.com"), "Developer")).await;
+    let binding = member_binding(&admin, &ns, "dev").await;
+    fleet.settle(&admin, SETTLE).await;
+    drop(op);
+
+    let bindings = |ns: &str| Api::<RoleBinding>::namespaced(admin.clone(), ns);
+    let none = Default::default();
+    let owner_ns = &fleet.workspaces[0];
+    bindings(owner_ns).delete("workspaces.dev:owner", &none).await.expect("delete");
+    bindings(&ns).delete(&binding, &none).await.expect("delete");
+    let bystander = fleet.bystanders[1].clone();
+    Api::<Namespace>::all(admin.clone()).delete(&bystander, &none).await.expect("delete");
+    let stray = format!("workspaces.dev:workspace:{}:reader", support::unique("gone"));
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    apply(
+        &admin,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": stray,
+                            "labels": {"app.kubernetes.io/managed-by": "workspace-operator"}}}),
+    )
+    .await;
+    let found = support::invariants::violations(&admin, &fleet.bystanders).await;
+    for expected in [
+        format!("Workspace {owner_ns} is Ready without its owner binding"),
+        format!("member {ns}/dev is Active without a RoleBinding"),
+        format!("namespace {bystander}, not the operator's, is"),
+        format!("ClusterRole {stray} outlives"),
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(&expected)),
+            "not reported: {expected}; found {found:#?}"
+        );
+    }
+    roles.delete(&stray, &none).await.expect("delete the stray role");
+    fleet.bystanders.remove(1);
+    let _op = own_operator(&[]);
+    let repaired = fleet.settle(&admin, SETTLE).await;
+    eprintln!(
+        "chaos: the checker reported {} violations of a broken cluster; repaired {repaired:?} after a restart",
+        found.len()
+    );
+}
+
+/// Waits until member `ns/name` is Active; returns its RoleBinding's name.
+async fn member_binding(admin: &kube::Client, ns: &str, name: &str) -> String {
+    let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), ns);
+    support::wait_for(&format!("member {ns}/{name} to be Active"), TIMEOUT, || {
+        let members = members.clone();
+        async move {
+            let status = members.get(name).await.ok()?.status?;
+            (status.phase == Some(MemberPhase::Active))
+                .then_some(status.role_binding)
+                .flatten()
+        }
+    })
+    .await
 }
