@@ -109,7 +109,7 @@ impl Fleet {
                     .iter()
                     .filter(|ws| self.workspaces.contains(&ws.name_any()))
                     .filter(|ws| ws.metadata.deletion_timestamp.is_none())
-                    .filter(|ws| !super::objects::ready(ws).is_some_and(|c| c.status == "True"))
+                    .filter(|ws| super::objects::ready(ws).is_none_or(|c| c.status != "True"))
                     .map(|ws| ws.name_any())
                     .collect();
                 not_ready.is_empty().then_some(())
