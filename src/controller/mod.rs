@@ -8,6 +8,7 @@
 //! label, and `managedFields` are dropped before caching.
 
 pub mod apply;
+pub mod backoff;
 pub mod cache;
 pub mod events;
 pub mod fault;

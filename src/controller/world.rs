@@ -673,7 +673,7 @@ where
 {
     let route = Arc::new(route);
     Box::pin(async move {
-        let mut events = std::pin::pin!(stream.default_backoff().modify(trim));
+        let mut events = std::pin::pin!(stream.backoff(super::backoff::watch()).modify(trim));
         let mut before_relist: Option<cache::Snapshot<K>> = None;
         let mut relist: Option<index::Relist<K>> = None;
         while let Some(event) = events.next().await {
