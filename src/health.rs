@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::metrics::{Metrics, WatchMetrics};
+
 /// State of one watch as seen by readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WatchState {
@@ -42,12 +44,23 @@ struct Inner {
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     inner: Arc<Mutex<Inner>>,
+    /// Where the watches count their restarts, errors and cached objects.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Health {
     /// A health with no watches registered (and so ready) and not leading.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Like [`Health::new`]; each watch also reports its restarts, errors
+    /// and cache size to `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        Health {
+            metrics: Some(metrics),
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -65,6 +78,11 @@ impl Health {
         WatchHealth {
             health: self.clone(),
             name,
+            metrics: self
+                .metrics
+                .as_ref()
+                .map(|m| m.watch(name))
+                .unwrap_or_default(),
         }
     }
 
@@ -132,6 +150,7 @@ impl Health {
 pub struct WatchHealth {
     health: Health,
     name: &'static str,
+    metrics: WatchMetrics,
 }
 
 impl WatchHealth {
@@ -142,7 +161,19 @@ impl WatchHealth {
 
     /// The watch errored or stopped: not ready until [`Self::synced`] again.
     pub fn failed(&self) {
+        self.metrics.failed();
         self.health.set(self.name, WatchState::Failed);
+    }
+
+    /// The watch lists again after its first list: it could not resume
+    /// (its version expired, `410 Gone`).
+    pub fn restarted(&self) {
+        self.metrics.restarted();
+    }
+
+    /// The watch's cache holds `n` objects.
+    pub fn cached(&self, n: usize) {
+        self.metrics.cached(n);
     }
 
     /// The name this watch was registered under.

@@ -38,6 +38,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabels {
+    watch: &'static str,
+}
+
 type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -53,8 +58,52 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: HistogramFamily,
     writes: Family<WriteLabels, Counter>,
+    stale_writes: Family<ControllerLabels, Counter>,
+    queue_depth: Family<ControllerLabels, Gauge>,
+    queue_delayed: Family<ControllerLabels, Gauge>,
+    in_flight: Family<ControllerLabels, Gauge>,
+    watch_restarts: Family<WatchLabels, Counter>,
+    watch_errors: Family<WatchLabels, Counter>,
+    cached: Family<WatchLabels, Gauge>,
     leader: Gauge,
     notifications: Family<OutcomeLabels, Counter>,
+}
+
+/// The gauges of one controller's queue, set by its runner.
+#[derive(Clone, Debug)]
+pub struct QueueGauges {
+    /// Objects waiting for their turn.
+    pub depth: Gauge,
+    /// Objects with a delayed reconcile (a retry or a requeue) pending.
+    pub delayed: Gauge,
+    /// Reconciles running now.
+    pub in_flight: Gauge,
+}
+
+/// The metrics of one watch, updated by its driver.
+#[derive(Clone, Debug, Default)]
+pub struct WatchMetrics {
+    restarts: Counter,
+    errors: Counter,
+    cached: Gauge,
+}
+
+impl WatchMetrics {
+    /// The watch listed again after its first list (after a `410 Gone`, or
+    /// when it could not resume from its last version).
+    pub fn restarted(&self) {
+        self.restarts.inc();
+    }
+
+    /// The watch reported an error (it retries with a backoff).
+    pub fn failed(&self) {
+        self.errors.inc();
+    }
+
+    /// The watch's cache holds `n` objects.
+    pub fn cached(&self, n: usize) {
+        self.cached.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
 }
 
 impl Default for Metrics {
@@ -73,6 +122,48 @@ impl Metrics {
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
         let notifications = Family::<OutcomeLabels, Counter>::default();
+        let stale_writes = Family::<ControllerLabels, Counter>::default();
+        let queue_depth = Family::<ControllerLabels, Gauge>::default();
+        let queue_delayed = Family::<ControllerLabels, Gauge>::default();
+        let in_flight = Family::<ControllerLabels, Gauge>::default();
+        let watch_restarts = Family::<WatchLabels, Counter>::default();
+        let watch_errors = Family::<WatchLabels, Counter>::default();
+        let cached = Family::<WatchLabels, Gauge>::default();
+        registry.register(
+            "stale_status_writes",
+            "Status writes refused because the object changed since it was cached (reconciled again from the newer copy), by controller",
+            stale_writes.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Objects waiting in a controller's queue",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "queue_delayed",
+            "Objects with a delayed reconcile (retry or requeue) pending, by controller",
+            queue_delayed.clone(),
+        );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciliations running now, by controller",
+            in_flight.clone(),
+        );
+        registry.register(
+            "watch_restarts",
+            "Relists of a watch after its first list (watch expired, 410 Gone, or not resumable), by watch",
+            watch_restarts.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Errors a watch reported (it retries with a backoff), by watch",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "cached_objects",
+            "Objects in a watch's cache, by watch (the watched kind)",
+            cached.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciliations started, by controller",
@@ -109,8 +200,42 @@ impl Metrics {
             errors,
             durations,
             writes,
+            stale_writes,
+            queue_depth,
+            queue_delayed,
+            in_flight,
+            watch_restarts,
+            watch_errors,
+            cached,
             leader,
             notifications,
+        }
+    }
+
+    /// Counts a status write refused for a stale cached copy.
+    pub fn stale_write(&self, controller: &'static str) {
+        self.stale_writes
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+    }
+
+    /// The queue gauges of `controller`.
+    pub fn queue(&self, controller: &'static str) -> QueueGauges {
+        let labels = ControllerLabels { controller };
+        QueueGauges {
+            depth: self.queue_depth.get_or_create_owned(&labels),
+            delayed: self.queue_delayed.get_or_create_owned(&labels),
+            in_flight: self.in_flight.get_or_create_owned(&labels),
+        }
+    }
+
+    /// The metrics of the watch named `watch`.
+    pub fn watch(&self, watch: &'static str) -> WatchMetrics {
+        let labels = WatchLabels { watch };
+        WatchMetrics {
+            restarts: self.watch_restarts.get_or_create_owned(&labels),
+            errors: self.watch_errors.get_or_create_owned(&labels),
+            cached: self.cached.get_or_create_owned(&labels),
         }
     }
 
@@ -233,6 +358,33 @@ mod tests {
         );
         assert!(text.contains("# TYPE workspace_operator_reconcile_duration_seconds histogram"));
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn reports_queues_watches_and_caches() {
+        let metrics = Metrics::new();
+        let queue = metrics.queue("workspace");
+        queue.depth.set(7);
+        queue.delayed.set(2);
+        queue.in_flight.set(3);
+        let watch = metrics.watch("namespaces");
+        watch.restarted();
+        watch.failed();
+        watch.failed();
+        watch.cached(120);
+        metrics.stale_write("workspace");
+        let text = metrics.render();
+        for expected in [
+            "workspace_operator_queue_depth{controller=\"workspace\"} 7",
+            "workspace_operator_queue_delayed{controller=\"workspace\"} 2",
+            "workspace_operator_reconciles_in_flight{controller=\"workspace\"} 3",
+            "workspace_operator_watch_restarts_total{watch=\"namespaces\"} 1",
+            "workspace_operator_watch_errors_total{watch=\"namespaces\"} 2",
+            "workspace_operator_cached_objects{watch=\"namespaces\"} 120",
+            "workspace_operator_stale_status_writes_total{controller=\"workspace\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == expected), "{expected}\n{text}");
+        }
     }
 
     #[test]

@@ -104,11 +104,40 @@ pub enum Error {
     Tls(#[source] std::io::Error),
 }
 
+/// How many notification ids a process remembers having queued.
+const REMEMBERED: usize = 10_000;
+
+/// The ids this process queued, oldest first: a change is announced once
+/// even when a reconcile starts from a cached copy that does not show the
+/// status that announced it yet.
+#[derive(Debug, Default)]
+struct Sent {
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Sent {
+    /// Records `id`; false when it was recorded already.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_string()) {
+            return false;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        true
+    }
+}
+
 /// Sends notifications, or nothing when `--notify-url` is unset. Cheap to
 /// clone; every clone feeds the same queue.
 #[derive(Clone, Debug)]
 pub struct Notifier {
     queue: Option<mpsc::Sender<Notification>>,
+    sent: Arc<std::sync::Mutex<Sent>>,
     metrics: Arc<Metrics>,
 }
 
@@ -117,6 +146,7 @@ impl Notifier {
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
         Self {
             queue: None,
+            sent: Arc::default(),
             metrics,
         }
     }
@@ -148,14 +178,24 @@ impl Notifier {
         tokio::spawn(delivery.run(pending));
         Ok(Self {
             queue: Some(queue),
+            sent: Arc::default(),
             metrics,
         })
     }
 
-    /// Queues `notification` for delivery; never waits. When the queue is
-    /// full the notification is dropped and counted.
+    /// Queues `notification` for delivery, unless this process queued its
+    /// id before; never waits. When the queue is full the notification is
+    /// dropped and counted.
     pub fn send(&self, notification: Notification) {
         let Some(queue) = &self.queue else { return };
+        let first = self
+            .sent
+            .lock()
+            .map(|mut sent| sent.insert(&notification.id))
+            .unwrap_or(true);
+        if !first {
+            return;
+        }
         tracing::debug!(id = %notification.id, "queueing notification");
         if queue.try_send(notification).is_err() {
             self.metrics.notification("dropped");
@@ -284,6 +324,18 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_is_remembered_once_and_the_oldest_are_forgotten() {
+        let mut sent = Sent::default();
+        assert!(sent.insert("a"));
+        assert!(!sent.insert("a"));
+        for i in 0..REMEMBERED {
+            assert!(sent.insert(&i.to_string()));
+        }
+        assert_eq!(sent.order.len(), REMEMBERED);
+        assert!(sent.insert("a"), "the oldest id was forgotten");
+    }
 
     #[test]
     fn backoff_doubles_up_to_thirty_seconds() {

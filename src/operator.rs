@@ -64,7 +64,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let notifier =
         crate::notify::Notifier::start(&config, metrics.clone()).map_err(Error::Notify)?;
-    let health = Health::new();
+    let health = Health::with_metrics(metrics.clone());
 
     let listener = http::bind(config.metrics_addr).await?;
     let mut shutdown = Box::pin(shutdown_signal()?);
@@ -196,12 +196,17 @@ async fn stop_controllers(
 }
 
 /// The client from `KUBECONFIG`/`~/.kube/config` or the in-cluster
-/// environment, identified by [`USER_AGENT`].
+/// environment, identified by [`USER_AGENT`] and the replica (`POD_NAME`,
+/// else `HOSTNAME`): the API server's audit log tells the replicas apart.
 async fn client() -> Result<Client, Error> {
     let mut config = kube::Config::infer().await.map_err(Error::KubeConfig)?;
-    config
-        .headers
-        .push((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
+    let replica = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok();
+    let agent = replica
+        .and_then(|r| HeaderValue::from_str(&format!("{USER_AGENT} ({r})")).ok())
+        .unwrap_or(HeaderValue::from_static(USER_AGENT));
+    config.headers.push((header::USER_AGENT, agent));
     Client::try_from(config).map_err(Error::Client)
 }
 

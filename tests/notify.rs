@@ -403,11 +403,12 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
         .map(|r| r.event["id"].as_str().unwrap_or_default().to_string())
         .collect();
     let count = delivered.len();
+    let sent = delivered.clone();
     delivered.sort();
     delivered.dedup();
     assert_eq!(
         delivered.len(),
         count,
-        "a notification was delivered twice: {delivered:#?}"
+        "a notification was delivered twice: {sent:#?}"
     );
 }

@@ -8,8 +8,10 @@
 //! label, and `managedFields` are dropped before caching.
 
 pub mod apply;
+pub mod backoff;
 pub mod cache;
 pub mod events;
+pub mod fault;
 pub mod index;
 pub mod labels;
 pub mod member;
@@ -291,6 +293,15 @@ pub struct StatusChange<'a, S> {
 /// `api`), as the operator's field manager, unless this process wrote that
 /// same status last; `resource` labels the write in the metrics.
 ///
+/// The status was computed from the cached copy `obj`, so the write carries
+/// that copy's resourceVersion as a precondition: when the object changed
+/// since (another writer, such as the transfer controller changing the
+/// owner, or an admin), the API server refuses it with 409 and nothing is
+/// written. That is not a failure: the newer version's watch event
+/// reconciles the object again from a current copy (the runner runs an
+/// object triggered during its reconcile once more afterwards), and the
+/// status is computed from that.
+///
 /// When the write changed the `Ready` condition's status or reason, an event
 /// says so. It is recorded after the status, so it is not on the way to
 /// `Ready`.
@@ -313,13 +324,28 @@ where
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"resourceVersion": obj.meta().resource_version},
         "status": change.status,
     });
+    fault::hold_status(&obj.name_any()).await;
     ctx.metrics.write(controller, resource);
     let params = kube::api::PatchParams::apply(crate::config::FIELD_MANAGER).force();
-    let written = api
+    let written = match api
         .patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&body))
-        .await?;
+        .await
+    {
+        Ok(written) => written,
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            tracing::debug!(
+                controller,
+                name = obj.name_any(),
+                "status computed from a stale copy not written"
+            );
+            ctx.metrics.stale_write(controller);
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
     ctx.written.record(obj, change.status, &written);
     if let Some((type_, reason, message)) = ready_event(change.previous, change.current) {
         publish(ctx, controller, obj, type_, &reason, message).await;

@@ -188,9 +188,12 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
     if !has_finalizer(&org) {
         let mut finalizers = org.finalizers().to_vec();
         finalizers.push(labels::ORGANIZATION_FINALIZER.to_string());
-        if let Some(action) = set_finalizers(&org, finalizers, &ctx).await? {
-            return Ok(action);
-        }
+        // Written or not, this pass ends: the write's watch event brings
+        // the next one, from a copy whose resourceVersion the status write
+        // can carry as its precondition.
+        return Ok(set_finalizers(&org, finalizers, &ctx)
+            .await?
+            .unwrap_or(Action::requeue(std::time::Duration::from_secs(1))));
     }
     let world = &ctx.world;
     let api = Api::all(ctx.client.clone());

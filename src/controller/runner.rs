@@ -27,6 +27,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::cache::Cache;
 use super::{Context, ReconcileError};
+use crate::metrics::QueueGauges;
 
 /// What a reconcile asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +186,14 @@ impl<K: Resource<DynamicType = ()>> Queue<K> {
         }
     }
 
+    /// Sets the queue's gauges: waiting, delayed and running objects.
+    fn report(&self, gauges: &QueueGauges, in_flight: usize) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        gauges.depth.set(count(self.waiting.len()));
+        gauges.delayed.set(count(self.delay_keys.len()));
+        gauges.in_flight.set(count(in_flight));
+    }
+
     /// Waits until a delayed reconcile falls due and hands out its object;
     /// pending for ever while none is delayed (a delay added later is seen
     /// when this is awaited again).
@@ -230,6 +239,7 @@ pub async fn run<K, R, Fut, E>(
     }
     let mut triggers = triggers;
     let mut in_flight = FuturesUnordered::new();
+    let gauges = ctx.metrics.queue(controller);
     loop {
         // On a converged cluster most reconciles finish without a request,
         // so this loop could run through the whole queue without ever
@@ -256,6 +266,7 @@ pub async fn run<K, R, Fut, E>(
             let run = reconcile(obj.clone(), ctx.clone());
             in_flight.push(async move { (at, obj, run.await) });
         }
+        queue.report(&gauges, in_flight.len());
         tokio::select! {
             biased;
             Some((at, obj, result)) = in_flight.next() => {

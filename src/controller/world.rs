@@ -706,7 +706,7 @@ where
 {
     let route = Arc::new(route);
     Box::pin(async move {
-        let mut events = std::pin::pin!(stream.default_backoff().modify(trim));
+        let mut events = std::pin::pin!(stream.backoff(super::backoff::watch()).modify(trim));
         let mut before_relist: Option<cache::Snapshot<K>> = None;
         let mut relist: Option<index::Relist<K>> = None;
         while let Some(event) = events.next().await {
@@ -721,6 +721,7 @@ where
                     continue;
                 }
             };
+            let counted = !matches!(event, Event::Init | Event::InitApply(_));
             match &event {
                 Event::Apply(obj) => {
                     cache.apply(&event);
@@ -741,6 +742,9 @@ where
                     health.synced();
                 }
                 Event::Init => {
+                    if cache.listed() {
+                        health.restarted();
+                    }
                     before_relist = cache.listed().then(|| cache.as_reader().snapshot());
                     cache.apply(&event);
                     relist = index.as_ref().map(Index::relist);
@@ -772,6 +776,9 @@ where
                     }
                     health.synced();
                 }
+            }
+            if counted {
+                health.cached(cache.as_reader().len());
             }
         }
     })

@@ -90,6 +90,9 @@ AP
 # --- processes -----------------------------------------------------------
 start() { # start <name> <command...>
   local name=$1; shift
+  # The command line, for restart.sh (the fault suite kills and restarts
+  # components).
+  printf '%q ' "$@" > "$dir/$name.cmd"
   "$@" >"$dir/$name.log" 2>&1 </dev/null &
   echo $! > "$dir/$name.pid"
 }
@@ -153,6 +156,7 @@ KUBECONFIG=$dir/kubeconfig
 CONTROLPLANE_DIR=$dir
 CONTROLPLANE_API=https://127.0.0.1:$api_port
 CONTROLPLANE_AUDIT_LOG=$dir/audit.log
+CONTROLPLANE_ETCD=http://127.0.0.1:$etcd_port
 ENV
 
 # --- watchdog --------------------------------------------------------------

@@ -9,7 +9,12 @@
 //! existing cluster instead.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod fleet;
+pub mod fuzz;
+pub mod invariants;
 pub mod kubectl;
+pub mod load;
 pub mod objects;
 pub mod operator;
 pub mod plugin;

@@ -92,8 +92,8 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         return cleanup(&ws, &ctx).await;
     }
     if let Some(done) = ensure_finalizer(&ws, &ctx).await? {
-        // The Workspace is gone, or changed since it was cached: provision
-        // nothing for this copy of it.
+        // The Workspace changed (its finalizer, or someone else's write) or
+        // is gone: provision nothing for this copy of it.
         return Ok(done);
     }
 
@@ -169,7 +169,10 @@ fn holds_namespace(ctx: &Context, ws: &Workspace) -> bool {
 }
 
 /// Adds the cleanup finalizer. `Some` when the reconcile ends here, with
-/// what follows: the Workspace is gone, or the cached copy is stale.
+/// what follows: the finalizer was written (the write's watch event brings
+/// the next pass, from a copy whose resourceVersion the status write can
+/// carry as its precondition), the Workspace is gone, or the cached copy is
+/// stale.
 async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<Option<Action>, Error> {
     if ws.finalizers().iter().any(|f| f == labels::FINALIZER) {
         return Ok(None);
@@ -177,9 +180,8 @@ async fn ensure_finalizer(ws: &Workspace, ctx: &Context) -> Result<Option<Action
     let mut finalizers = ws.finalizers().to_vec();
     finalizers.push(labels::FINALIZER.to_string());
     Ok(match set_finalizers(ws, finalizers, ctx).await? {
-        Finalizers::Written => None,
+        Finalizers::Written | Finalizers::Stale => Some(Action::requeue(STALE_REQUEUE)),
         Finalizers::Gone => Some(Action::await_change()),
-        Finalizers::Stale => Some(Action::requeue(STALE_REQUEUE)),
     })
 }
 

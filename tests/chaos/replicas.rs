@@ -1,0 +1,135 @@
+//! The operator itself killed: a single replica at seeded random points,
+//! and the leader of two.
+
+use super::*;
+
+/// The operator killed with SIGKILL at seeded random points of a converge,
+/// a new one started each time: the last one converges everything, and the
+/// invariants hold. The seed and the kill points are printed for a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_killed_at_random_points_converges() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    for seed in seeds(3) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut fleet = Fleet::create(&admin, &format!("kill{seed}"), 60 * soak()).await;
+        let churn = Churn::start(&admin, &fleet, seed, true);
+        let mut points = Vec::new();
+        for _ in 0..3 {
+            let op = Operator::start_with_env(&["--leader-election=false"], &[]);
+            let point = Duration::from_millis(rng.u64(200..4000));
+            points.push(point);
+            tokio::time::sleep(point).await;
+            op.kill9();
+            until("the killed operator to be gone", TIMEOUT, || {
+                !op.is_running()
+            })
+            .await;
+        }
+        eprintln!(
+            "chaos: seed {seed}: operator killed after {points:?} (replay: WORKSPACE_OPERATOR_CHAOS_SEED={seed})"
+        );
+        let op = own_operator(&[]);
+        let deleted = churn.stop().await;
+        forget(&mut fleet, &deleted);
+        let settled = fleet.settle(&admin, SETTLE).await;
+        wait_deleted(&admin, &deleted, SETTLE).await;
+        assert!(op.is_running(), "the operator died: {}", op.log_tail(30));
+        eprintln!(
+            "chaos: seed {seed}: converged {settled:?} after the last start ({} workspaces)",
+            fleet.workspaces.len()
+        );
+    }
+}
+
+/// The replica of `ops` that leads, once exactly one does.
+async fn leader_of<'a>(ops: &[&'a Operator]) -> &'a Operator {
+    support::wait_for("exactly one replica to lead", TIMEOUT, || async {
+        let leading: Vec<&Operator> = ops
+            .iter()
+            .copied()
+            .filter(|op| op.metric("workspace_operator_leader", "") == Some(1.0))
+            .collect();
+        (leading.len() == 1).then(|| leading[0])
+    })
+    .await
+}
+
+/// Two replicas with leader election: the leader is killed with SIGKILL
+/// mid-converge; the standby takes over within the lease duration (15 s)
+/// and finishes, and the audit log shows no write from the old leader after
+/// the new leader's first. Then the new leader stops gracefully and a third
+/// replica takes over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_from_a_killed_leader() {
+    use k8s_openapi::jiff::Timestamp;
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let (a, b) = (Operator::start(&[]), Operator::start(&[]));
+    let first = leader_of(&[&a, &b]).await;
+    let standby = if std::ptr::eq(first, &a) { &b } else { &a };
+    let mark = plane.audit_mark();
+    let mut fleet = Fleet::create(&admin, "leader", 100 * soak()).await;
+    let churn = Churn::start(&admin, &fleet, 11, false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Timestamp::now();
+    first.kill9();
+    let killed = Instant::now();
+    let second = leader_of(&[standby]).await;
+    let takeover = killed.elapsed();
+    assert!(
+        takeover < Duration::from_secs(15 + 5),
+        "the standby took {takeover:?} to take over (lease: 15 s)"
+    );
+    let deleted = churn.stop().await;
+    forget(&mut fleet, &deleted);
+    let settled = fleet.settle(&admin, SETTLE).await;
+
+    let writes = plane.writes_with_agents_since(mark, OPERATOR_USER);
+    let at = |w: &support::faults::AgentWrite| w.at.parse::<Timestamp>().expect("a timestamp");
+    let old: std::collections::BTreeSet<&str> = writes
+        .iter()
+        .filter(|w| at(w) < killed_at)
+        .map(|w| w.agent.as_str())
+        .collect();
+    assert_eq!(old.len(), 1, "writes before the kill from {old:?}");
+    let new_first = writes
+        .iter()
+        .filter(|w| !old.contains(w.agent.as_str()))
+        .map(at)
+        .min()
+        .expect("the new leader wrote");
+    let late: Vec<&String> = writes
+        .iter()
+        .filter(|w| old.contains(w.agent.as_str()) && at(w) >= new_first)
+        .map(|w| &w.request)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after the new one: {late:?}"
+    );
+
+    // A graceful stop hands over at once: the Lease is released.
+    let third = Operator::start(&[]);
+    third.wait_ready(TIMEOUT);
+    second.stop();
+    let stopped = Instant::now();
+    leader_of(&[&third]).await;
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(5),
+        "graceful handover took {handover:?}"
+    );
+    eprintln!(
+        "chaos: leader killed mid-converge: standby led {takeover:?} later, fleet of {} converged \
+         {settled:?} after that; {} writes by the old leader, none after the new leader's first; \
+         graceful stop handed over in {handover:?}",
+        fleet.workspaces.len(),
+        writes
+            .iter()
+            .filter(|w| old.contains(w.agent.as_str()))
+            .count()
+    );
+}
