@@ -263,7 +263,17 @@ pub async fn run<K, R, Fut, E>(
                 continue;
             };
             ctx.written.observe(&*obj);
-            let run = reconcile(obj.clone(), ctx.clone());
+            // One span per reconcile: every line logged inside it names the
+            // object it is about.
+            let meta = obj.meta();
+            let span = tracing::info_span!(
+                "reconcile",
+                controller,
+                namespace = meta.namespace.as_deref().unwrap_or_default(),
+                name = meta.name.as_deref().unwrap_or_default(),
+                resource_version = meta.resource_version.as_deref().unwrap_or_default(),
+            );
+            let run = tracing::Instrument::instrument(reconcile(obj.clone(), ctx.clone()), span);
             in_flight.push(async move { (at, obj, run.await) });
         }
         queue.report(&gauges, in_flight.len());
