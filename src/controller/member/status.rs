@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Resource, ResourceExt};
 
 use super::build::{Plan, describe};
-use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
+use crate::api::conditions::{self, Progress, reason};
 use crate::api::{MemberPhase, WorkspaceMember, WorkspaceMemberStatus};
 use crate::controller::labels;
 
@@ -20,12 +20,9 @@ fn describe_role(member: &WorkspaceMember) -> String {
 
 /// What the status says, before it is written into conditions.
 struct Outcome {
-    ready: bool,
+    progress: Progress,
     reason: &'static str,
     message: String,
-    /// `Some(true)`: a person must act (`Stalled`); `Some(false)`: the
-    /// operator or someone is still at work (`Reconciling`); `None`: done.
-    stalled: Option<bool>,
     phase: MemberPhase,
 }
 
@@ -48,7 +45,7 @@ fn outcome(
     let subject = describe(&member.spec.subject);
     match (plan, failure) {
         (Plan::Grant(binding), None) => Outcome {
-            ready: true,
+            progress: Progress::Ready,
             reason: reason::PROVISIONED,
             message: format!(
                 "{subject} holds {} in workspace {} through RoleBinding {}.",
@@ -59,21 +56,19 @@ fn outcome(
                     .map_or("", String::as_str),
                 binding.name_any()
             ),
-            stalled: None,
             phase: MemberPhase::Active,
         },
         (Plan::Grant(_), Some(failed)) => Outcome {
-            ready: false,
+            progress: Progress::Progressing,
             reason: reason::PROVISIONING,
             message: format!("The operator could not grant the role yet ({failed}); it retries."),
-            stalled: Some(false),
             phase: match previous {
                 Some(MemberPhase::Active) => MemberPhase::Active,
                 _ => MemberPhase::Pending,
             },
         },
         (Plan::Invite(invitation), _) => Outcome {
-            ready: false,
+            progress: Progress::Progressing,
             reason: reason::INVITATION_PENDING,
             message: format!(
                 "{subject} is invited to {} and gets it after answering spec.response: Accepted (kubectl -n {} patch workspacemember {} --type=merge -p '{{\"spec\":{{\"response\":\"Accepted\"}}}}'); the invitation expires at {}.",
@@ -82,14 +77,16 @@ fn outcome(
                 member.name_any(),
                 invitation.expires_at.0
             ),
-            stalled: Some(false),
             phase: MemberPhase::Invited,
         },
         (Plan::Blocked(blocked), _) => Outcome {
-            ready: false,
+            progress: if blocked.stalled {
+                Progress::Stalled
+            } else {
+                Progress::Progressing
+            },
             reason: blocked.reason,
             message: blocked.message.clone(),
-            stalled: Some(blocked.stalled),
             phase: blocked_phase(blocked.reason),
         },
     }
@@ -111,35 +108,14 @@ pub fn compute_status(
     let outcome = outcome(member, plan, failure, previous.phase);
     let mut status = previous.clone();
     status.observed_generation = generation;
-    let ready = if outcome.ready {
-        ConditionStatus::True
-    } else {
-        ConditionStatus::False
-    };
-    let condition = |type_: &'static str, holds: ConditionStatus| {
-        NewCondition::new(type_, holds, outcome.reason, outcome.message.clone())
-            .observed_generation(generation)
-    };
-    conditions::set_condition(
+    conditions::set_outcome(
         &mut status.conditions,
-        condition(conditions::READY, ready),
+        outcome.progress,
+        outcome.reason,
+        &outcome.message,
+        generation,
         now,
     );
-    let (kept, dropped) = match outcome.stalled {
-        Some(true) => (Some(conditions::STALLED), vec![conditions::RECONCILING]),
-        Some(false) => (Some(conditions::RECONCILING), vec![conditions::STALLED]),
-        None => (None, vec![conditions::RECONCILING, conditions::STALLED]),
-    };
-    if let Some(type_) = kept {
-        conditions::set_condition(
-            &mut status.conditions,
-            condition(type_, ConditionStatus::True),
-            now,
-        );
-    }
-    for type_ in dropped {
-        conditions::remove_condition(&mut status.conditions, type_);
-    }
     status.phase = Some(outcome.phase);
     status.role_binding = match plan {
         Plan::Grant(binding) if failure.is_none() => Some(binding.name_any()),

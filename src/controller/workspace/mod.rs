@@ -26,7 +26,7 @@ use serde_json::json;
 use self::build::{Blocked, Desired, Plan};
 use super::apply::{Finalizers, apply, apply_if_changed, delete_if_present, needs_write};
 use super::{Action, Context, ReconcileError, labels};
-use crate::api::conditions::{self, ConditionStatus, NewCondition, reason};
+use crate::api::conditions::{self, ConditionStatus, NewCondition, Progress, reason};
 use crate::api::{Workspace, WorkspacePhase, WorkspaceStatus};
 use crate::config::FIELD_MANAGER;
 
@@ -216,42 +216,7 @@ async fn provision(desired: &Desired, ctx: &Context) -> Result<bool, Error> {
 /// The namespace, then the owner's RoleBinding and the organization defaults
 /// in it. Returns whether the namespace was created.
 async fn provision_namespace(desired: &Desired, ctx: &Context) -> Result<bool, Error> {
-    let world = &ctx.world;
-    let client = &ctx.client;
-    let ns_name = desired.namespace.name_any();
-
-    let namespaces = Api::<Namespace>::all(client.clone());
-    let cached_ns = world.namespaces.get(&ObjectRef::new(&ns_name));
-    let created = cached_ns.is_none();
-    let wrote = created || needs_write(cached_ns.as_deref(), &desired.namespace);
-    if created {
-        // Not in the cache: create it, never apply. A namespace that exists
-        // but has not reached the cache yet (or that another Workspace
-        // created a moment ago) makes the create fail; the namespace's watch
-        // event then brings the decision (ours, adoptable, or a conflict).
-        ctx.metrics.write(CONTROLLER, "namespaces");
-        namespaces
-            .create(
-                &PostParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..Default::default()
-                },
-                &desired.namespace,
-            )
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "namespace",
-                source,
-            })?;
-    } else if wrote {
-        ctx.metrics.write(CONTROLLER, "namespaces");
-        apply(&namespaces, &desired.namespace)
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "namespace",
-                source,
-            })?;
-    }
+    let (created, wrote) = write_namespace(desired, ctx).await?;
     if wrote {
         // Admission (operator-confinement) judges the operator's RoleBindings
         // on the namespace as the API server's own informer sees it, and that
@@ -260,42 +225,11 @@ async fn provision_namespace(desired: &Desired, ctx: &Context) -> Result<bool, E
         // Workspace's UID, not before (that write would be refused).
         namespace_seen(ctx, &desired.namespace).await;
     }
-
-    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns_name);
-    let owner_binding = async {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let result = apply_if_changed(
-                ctx,
-                CONTROLLER,
-                "rolebindings",
-                &world.role_bindings,
-                &bindings,
-                &desired.owner_binding,
-            )
-            .await;
-            match result {
-                // The API server's copy of the namespace it has just written
-                // can lag behind the operator's: retry briefly in this pass
-                // rather than report a failure that is not one.
-                Err(err)
-                    if wrote && refused_by_confinement(&err) && pause < STALE_NAMESPACE_RETRY =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                result => {
-                    break result.map_err(|source| Error::Apply {
-                        kind: "owner RoleBinding",
-                        source,
-                    });
-                }
-            }
-        }
-    };
+    let world = &ctx.world;
+    let ns_name = desired.namespace.name_any();
     let defaults = &desired.defaults;
     let (owner_binding, quota, limit_range, isolation) = futures::join!(
-        owner_binding,
+        owner_binding(desired, wrote, ctx),
         sync_optional(
             ctx,
             &world.quotas,
@@ -323,6 +257,76 @@ async fn provision_namespace(desired: &Desired, ctx: &Context) -> Result<bool, E
     );
     owner_binding.and(quota).and(limit_range).and(isolation)?;
     Ok(created)
+}
+
+/// Creates the namespace when the cache does not hold it, applies it when
+/// its metadata differs; returns (created, written).
+async fn write_namespace(desired: &Desired, ctx: &Context) -> Result<(bool, bool), Error> {
+    let namespaces = Api::<Namespace>::all(ctx.client.clone());
+    let cached_ns = ctx
+        .world
+        .namespaces
+        .get(&ObjectRef::new(&desired.namespace.name_any()));
+    let created = cached_ns.is_none();
+    let wrote = created || needs_write(cached_ns.as_deref(), &desired.namespace);
+    let failed = |source| Error::Apply {
+        kind: "namespace",
+        source,
+    };
+    if created {
+        // Not in the cache: create it, never apply. A namespace that exists
+        // but has not reached the cache yet (or that another Workspace
+        // created a moment ago) makes the create fail; the namespace's watch
+        // event then brings the decision (ours, adoptable, or a conflict).
+        ctx.metrics.write(CONTROLLER, "namespaces");
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        namespaces
+            .create(&params, &desired.namespace)
+            .await
+            .map_err(failed)?;
+    } else if wrote {
+        ctx.metrics.write(CONTROLLER, "namespaces");
+        apply(&namespaces, &desired.namespace)
+            .await
+            .map_err(failed)?;
+    }
+    Ok((created, wrote))
+}
+
+/// Applies the owner's RoleBinding when it differs. Right after the
+/// namespace was written (`wrote`), the API server's copy of it can lag
+/// behind the operator's: a refusal by the confinement policy is retried
+/// briefly in this pass rather than reported as a failure that is not one.
+async fn owner_binding(desired: &Desired, wrote: bool, ctx: &Context) -> Result<(), Error> {
+    let bindings =
+        Api::<RoleBinding>::namespaced(ctx.client.clone(), &desired.namespace.name_any());
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let result = apply_if_changed(
+            ctx,
+            CONTROLLER,
+            "rolebindings",
+            &ctx.world.role_bindings,
+            &bindings,
+            &desired.owner_binding,
+        )
+        .await;
+        match result {
+            Err(err) if wrote && refused_by_confinement(&err) && pause < STALE_NAMESPACE_RETRY => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            result => {
+                return result.map(|_| ()).map_err(|source| Error::Apply {
+                    kind: "owner RoleBinding",
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// Longest pause between retries of a write into a namespace the API server's
@@ -457,122 +461,112 @@ fn compute_status(
     let mut status = previous.clone();
     status.observed_generation = generation;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut set =
-        |type_: &'static str, holds: ConditionStatus, reason: &'static str, message: String| {
-            conditions::set_condition(
-                &mut status.conditions,
-                NewCondition::new(type_, holds, reason, message).observed_generation(generation),
-                &now,
-            );
-        };
-    let name = ws.name_any();
-    match (plan, failure) {
-        (Plan::Provision(desired), None) => {
-            let ns = desired.namespace.name_any();
-            set(
-                conditions::NAMESPACE_READY,
-                ConditionStatus::True,
-                reason::PROVISIONED,
-                format!(
-                    "Namespace {ns} is provisioned{}.",
-                    if desired.adopted { " (adopted)" } else { "" }
-                ),
-            );
-            set(
-                conditions::ACCESS_READY,
-                ConditionStatus::True,
-                reason::PROVISIONED,
-                format!(
-                    "{} holds the Owner role; {members} members are active.",
-                    ws.spec.owner
-                ),
-            );
-            set(
-                conditions::READY,
-                ConditionStatus::True,
-                reason::PROVISIONED,
-                format!("Workspace {name} is ready in namespace {ns}."),
-            );
-            conditions::remove_condition(&mut status.conditions, conditions::RECONCILING);
-            conditions::remove_condition(&mut status.conditions, conditions::STALLED);
-            status.phase = Some(WorkspacePhase::Active);
-            status.namespace = Some(ns);
-            status.handle = Some(ws.spec.effective_handle(&name).to_string());
-            status.owner = Some(ws.spec.owner.clone());
-            status.members = Some(members as i32);
-        }
+    let (progress, why, message) = match (plan, failure) {
+        (Plan::Provision(desired), None) => provisioned(&mut status, ws, desired, members, &now),
         (Plan::Provision(_), Some(err)) => {
+            if status.phase != Some(WorkspacePhase::Active) {
+                status.phase = Some(WorkspacePhase::Pending);
+            }
             let message = format!(
                 "The operator could not finish provisioning ({}); it retries.",
                 err.reason()
             );
-            set(
-                conditions::READY,
-                ConditionStatus::False,
-                reason::PROVISIONING,
-                message.clone(),
-            );
-            set(
-                conditions::RECONCILING,
-                ConditionStatus::True,
-                reason::PROVISIONING,
-                message,
-            );
-            conditions::remove_condition(&mut status.conditions, conditions::STALLED);
-            if status.phase != Some(WorkspacePhase::Active) {
-                status.phase = Some(WorkspacePhase::Pending);
-            }
+            (Progress::Progressing, reason::PROVISIONING, message)
         }
-        (
-            Plan::Blocked(Blocked {
-                reason,
-                message,
-                stalled,
-            }),
-            _,
-        ) => {
-            set(
-                conditions::READY,
-                ConditionStatus::False,
-                reason,
-                message.clone(),
-            );
-            if *reason != reason::NAMESPACE_TERMINATING {
-                set(
-                    conditions::NAMESPACE_READY,
-                    ConditionStatus::False,
-                    reason,
-                    message.clone(),
-                );
-            }
-            // status.namespace names only a namespace the Workspace holds:
-            // the workspace-access admission policy lets the Owners of that
-            // namespace edit the Workspace.
-            if !holds_namespace {
-                status.namespace = None;
-            }
-            if *stalled {
-                set(
-                    conditions::STALLED,
-                    ConditionStatus::True,
-                    reason,
-                    message.clone(),
-                );
-                conditions::remove_condition(&mut status.conditions, conditions::RECONCILING);
-                status.phase = Some(WorkspacePhase::Blocked);
-            } else {
-                set(
-                    conditions::RECONCILING,
-                    ConditionStatus::True,
-                    reason,
-                    message.clone(),
-                );
-                conditions::remove_condition(&mut status.conditions, conditions::STALLED);
-                status.phase = Some(WorkspacePhase::Pending);
-            }
+        (Plan::Blocked(blocked), _) => {
+            blocked_status(&mut status, blocked, holds_namespace, generation, &now)
         }
-    }
+    };
+    conditions::set_outcome(
+        &mut status.conditions,
+        progress,
+        why,
+        &message,
+        generation,
+        &now,
+    );
     status
+}
+
+/// The status of a Workspace provisioned in this pass (its namespace,
+/// handle, owner and member count), and its outcome.
+fn provisioned(
+    status: &mut WorkspaceStatus,
+    ws: &Workspace,
+    desired: &Desired,
+    members: usize,
+    now: &Time,
+) -> (Progress, &'static str, String) {
+    let generation = ws.meta().generation;
+    let name = ws.name_any();
+    let ns = desired.namespace.name_any();
+    let mut set = |type_: &'static str, message: String| {
+        conditions::set_condition(
+            &mut status.conditions,
+            NewCondition::new(type_, ConditionStatus::True, reason::PROVISIONED, message)
+                .observed_generation(generation),
+            now,
+        );
+    };
+    set(
+        conditions::NAMESPACE_READY,
+        format!(
+            "Namespace {ns} is provisioned{}.",
+            if desired.adopted { " (adopted)" } else { "" }
+        ),
+    );
+    set(
+        conditions::ACCESS_READY,
+        format!(
+            "{} holds the Owner role; {members} members are active.",
+            ws.spec.owner
+        ),
+    );
+    status.phase = Some(WorkspacePhase::Active);
+    status.namespace = Some(ns.clone());
+    status.handle = Some(ws.spec.effective_handle(&name).to_string());
+    status.owner = Some(ws.spec.owner.clone());
+    status.members = Some(members as i32);
+    (
+        Progress::Ready,
+        reason::PROVISIONED,
+        format!("Workspace {name} is ready in namespace {ns}."),
+    )
+}
+
+/// The status of a blocked Workspace, and its outcome. `status.namespace`
+/// names only a namespace the Workspace holds: the workspace-access
+/// admission policy lets the Owners of that namespace edit the Workspace.
+fn blocked_status(
+    status: &mut WorkspaceStatus,
+    blocked: &Blocked,
+    holds_namespace: bool,
+    generation: Option<i64>,
+    now: &Time,
+) -> (Progress, &'static str, String) {
+    if blocked.reason != reason::NAMESPACE_TERMINATING {
+        conditions::set_condition(
+            &mut status.conditions,
+            NewCondition::new(
+                conditions::NAMESPACE_READY,
+                ConditionStatus::False,
+                blocked.reason,
+                blocked.message.clone(),
+            )
+            .observed_generation(generation),
+            now,
+        );
+    }
+    if !holds_namespace {
+        status.namespace = None;
+    }
+    let (progress, phase) = if blocked.stalled {
+        (Progress::Stalled, WorkspacePhase::Blocked)
+    } else {
+        (Progress::Progressing, WorkspacePhase::Pending)
+    };
+    status.phase = Some(phase);
+    (progress, blocked.reason, blocked.message.clone())
 }
 
 /// Whether two statuses say the same thing, ignoring condition timestamps.
@@ -650,46 +644,7 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
             .is_some_and(|v| v == "true");
         let delete = ws.spec.deletion_policy == crate::api::DeletionPolicy::Delete && !adopted;
         if delete && !crd_terminating(ctx).await? {
-            if ns.meta().deletion_timestamp.is_none() {
-                ctx.metrics.write(CONTROLLER, "namespaces");
-                delete_if_present(
-                    &Api::<Namespace>::all(ctx.client.clone()),
-                    &ns_name,
-                    ns.uid(),
-                )
-                .await
-                .map_err(|source| Error::Delete {
-                    kind: "namespace",
-                    source,
-                })?;
-                publish(
-                    ctx,
-                    ws,
-                    EventType::Normal,
-                    "NamespaceDeleting",
-                    format!("Deleting namespace {ns_name} and everything in it."),
-                )
-                .await;
-            }
-            let mut status = ws.status.clone().unwrap_or_default();
-            let now = Time(k8s_openapi::jiff::Timestamp::now());
-            let message = format!(
-                "Namespace {ns_name} is being deleted; the Workspace goes once it is gone."
-            );
-            conditions::set_condition(
-                &mut status.conditions,
-                NewCondition::new(conditions::READY, false, reason::DELETING, message.clone()),
-                &now,
-            );
-            conditions::set_condition(
-                &mut status.conditions,
-                NewCondition::new(conditions::RECONCILING, true, reason::DELETING, message),
-                &now,
-            );
-            status.phase = Some(WorkspacePhase::Terminating);
-            write_status(ws, status, ctx).await?;
-            // The namespace's deletion event triggers the next step.
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            return delete_namespace(ws, ns, ctx).await;
         }
         retain(ws, ns, ctx).await?;
     }
@@ -705,6 +660,55 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(STALE_REQUEUE));
     }
     Ok(Action::await_change())
+}
+
+/// `Delete`: deletes the Workspace's namespace (once) and reports
+/// `Terminating` until it is gone; the namespace's deletion event brings the
+/// next step.
+async fn delete_namespace(
+    ws: &Workspace,
+    ns: &PartialObjectMeta<Namespace>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let ns_name = ns.name_any();
+    if ns.meta().deletion_timestamp.is_none() {
+        ctx.metrics.write(CONTROLLER, "namespaces");
+        delete_if_present(
+            &Api::<Namespace>::all(ctx.client.clone()),
+            &ns_name,
+            ns.uid(),
+        )
+        .await
+        .map_err(|source| Error::Delete {
+            kind: "namespace",
+            source,
+        })?;
+        publish(
+            ctx,
+            ws,
+            EventType::Normal,
+            "NamespaceDeleting",
+            format!("Deleting namespace {ns_name} and everything in it."),
+        )
+        .await;
+    }
+    let mut status = ws.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let message =
+        format!("Namespace {ns_name} is being deleted; the Workspace goes once it is gone.");
+    conditions::set_condition(
+        &mut status.conditions,
+        NewCondition::new(conditions::READY, false, reason::DELETING, message.clone()),
+        &now,
+    );
+    conditions::set_condition(
+        &mut status.conditions,
+        NewCondition::new(conditions::RECONCILING, true, reason::DELETING, message),
+        &now,
+    );
+    status.phase = Some(WorkspacePhase::Terminating);
+    write_status(ws, status, ctx).await?;
+    Ok(Action::requeue(Duration::from_secs(30)))
 }
 
 /// Removes the Roles that let invitees answer their invitations in
@@ -745,9 +749,28 @@ async fn retain(
     ctx: &Context,
 ) -> Result<(), Error> {
     let ns_name = &ns.name_any();
+    remove_bindings(ws, ns_name, ctx).await?;
+    remove_answering_roles(ns_name, ctx).await?;
+    remove_defaults(ns_name, ctx).await?;
+    if ns.meta().deletion_timestamp.is_none() {
+        release(ns, ctx).await?;
+    }
+    publish(
+        ctx,
+        ws,
+        EventType::Normal,
+        "NamespaceRetained",
+        format!("Namespace {ns_name} and its contents were kept."),
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes the operator's RoleBindings in `ns_name`: those owned by `ws`
+/// (the owner's) or by one of its WorkspaceMembers; anything else is
+/// someone else's.
+async fn remove_bindings(ws: &Workspace, ns_name: &str, ctx: &Context) -> Result<(), Error> {
     let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), ns_name);
-    // The operator's bindings here are owned by this Workspace (the owner's)
-    // or by one of its WorkspaceMembers; anything else is someone else's.
     let owners: Vec<String> = ws
         .uid()
         .into_iter()
@@ -772,9 +795,12 @@ async fn retain(
                 source,
             })?;
     }
-    remove_answering_roles(ns_name, ctx).await?;
-    // The organization's defaults (quota, limit range, network policy) are
-    // the operator's too.
+    Ok(())
+}
+
+/// Deletes the organization's defaults (quota, limit range, network
+/// policy) in `ns_name`: they are the operator's too.
+async fn remove_defaults(ns_name: &str, ctx: &Context) -> Result<(), Error> {
     let world = &ctx.world;
     sync_optional(
         ctx,
@@ -803,46 +829,40 @@ async fn retain(
         "networkpolicies",
     )
     .await?;
-    // Release the namespace: the operator's labels and annotations go, and so
-    // does an admin's adoption permission (it was good for one adoption);
-    // everyone else's stay. A merge patch, so a namespace that is gone is
-    // never created again.
-    if ns.meta().deletion_timestamp.is_none() {
-        let mut remove: serde_json::Map<String, serde_json::Value> = labels::OPERATOR_KEYS
-            .iter()
-            .map(|k| (k.to_string(), serde_json::Value::Null))
-            .collect();
-        let mut labels_ = remove.clone();
-        if ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
-        {
-            labels_.insert(labels::MANAGED_BY.to_string(), serde_json::Value::Null);
-        }
-        remove.insert(labels::ADOPT.to_string(), serde_json::Value::Null);
-        let release = json!({"metadata": {"labels": labels_, "annotations": remove}});
-        ctx.metrics.write(CONTROLLER, "namespaces");
-        match Api::<Namespace>::all(ctx.client.clone())
-            .patch(ns_name, &PatchParams::default(), &Patch::Merge(&release))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Apply {
-                    kind: "namespace",
-                    source,
-                });
-            }
-        }
-    }
-    publish(
-        ctx,
-        ws,
-        EventType::Normal,
-        "NamespaceRetained",
-        format!("Namespace {ns_name} and its contents were kept."),
-    )
-    .await;
     Ok(())
+}
+
+/// Releases the namespace: the operator's labels and annotations go, and so
+/// does an admin's adoption permission (it was good for one adoption);
+/// everyone else's stay. A merge patch, so a namespace that is gone is never
+/// created again.
+async fn release(ns: &PartialObjectMeta<Namespace>, ctx: &Context) -> Result<(), Error> {
+    let mut remove: serde_json::Map<String, serde_json::Value> = labels::OPERATOR_KEYS
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::Null))
+        .collect();
+    let mut labels_ = remove.clone();
+    if ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE) {
+        labels_.insert(labels::MANAGED_BY.to_string(), serde_json::Value::Null);
+    }
+    remove.insert(labels::ADOPT.to_string(), serde_json::Value::Null);
+    let release = json!({"metadata": {"labels": labels_, "annotations": remove}});
+    ctx.metrics.write(CONTROLLER, "namespaces");
+    match Api::<Namespace>::all(ctx.client.clone())
+        .patch(
+            &ns.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&release),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Apply {
+            kind: "namespace",
+            source,
+        }),
+    }
 }
 
 #[cfg(test)]
