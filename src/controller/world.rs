@@ -389,28 +389,282 @@ fn named_by(ns: &PartialObjectMeta<Namespace>) -> Vec<String> {
     .collect()
 }
 
+/// The writers of the caches of [`World`], handed to the watches.
+struct Writers {
+    objects: ObjectWriters,
+    children: ChildWriters,
+}
+
+/// The kinds the controllers reconcile, and namespaces.
+struct ObjectWriters {
+    workspace: cache::Writer<Workspace>,
+    organization: cache::Writer<Organization>,
+    member: cache::Writer<WorkspaceMember>,
+    namespace: cache::Writer<PartialObjectMeta<Namespace>>,
+    transfer: cache::Writer<WorkspaceTransfer>,
+}
+
+/// What the operator creates (by its managed-by label), and the
+/// ClusterRoles a cluster admin made assignable.
+struct ChildWriters {
+    role_binding: cache::Writer<RoleBinding>,
+    role: cache::Writer<Role>,
+    cluster_role: cache::Writer<ClusterRole>,
+    cluster_role_binding: cache::Writer<ClusterRoleBinding>,
+    assignable: cache::Writer<ClusterRole>,
+    quota: cache::Writer<ResourceQuota>,
+    limit_range: cache::Writer<LimitRange>,
+    network_policy: cache::Writer<NetworkPolicy>,
+}
+
+/// Lists and watches of everything of a kind, 100 objects a page.
+fn every() -> watcher::Config {
+    watcher::Config::default()
+        .any_semantic()
+        .page_size(LIST_PAGE)
+}
+
+/// What a watched kind is: a cluster object the caches can hold.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The watches being opened: one per kind, each filling its cache (and
+/// index) and routing its events through the [`Router`].
+struct Watches<'a> {
+    client: Client,
+    health: &'a Health,
+    router: Router,
+    drivers: Vec<Drivers>,
+}
+
+impl Watches<'_> {
+    /// The watches of Workspaces, Organizations, WorkspaceMembers,
+    /// namespaces and WorkspaceTransfers.
+    fn open_objects(&mut self, world: &World, w: ObjectWriters) {
+        let all = every();
+        let (workspaces, members) = (&world.workspace_index, &world.member_index);
+        let transfers = &world.transfer_index;
+        self.add(
+            &all,
+            w.workspace,
+            Some(workspaces.clone()),
+            "workspaces",
+            Router::on_workspace,
+        );
+        self.add(
+            &all,
+            w.organization,
+            None,
+            "organizations",
+            Router::on_organization,
+        );
+        self.add(
+            &all,
+            w.member,
+            Some(members.clone()),
+            "workspacemembers",
+            Router::on_member,
+        );
+        self.add_trimmed(
+            &all,
+            w.namespace,
+            trim_namespace,
+            "namespaces",
+            Router::on_namespace,
+        );
+        self.add(
+            &all,
+            w.transfer,
+            Some(transfers.clone()),
+            "workspacetransfers",
+            Router::on_transfer,
+        );
+    }
+
+    /// The watches of what the operator manages, and of assignable roles.
+    fn open_children(&mut self, world: &World, w: ChildWriters) {
+        let managed = every().labels(labels::MANAGED_SELECTOR);
+        let assignable = every().labels(labels::ASSIGNABLE_SELECTOR);
+        let bindings = Some(world.role_binding_index.clone());
+        self.add(
+            &managed,
+            w.role_binding,
+            bindings,
+            "rolebindings",
+            Router::on_role_binding,
+        );
+        self.add(
+            &managed,
+            w.role,
+            None,
+            "roles",
+            Router::on_invitation_grant::<Role>,
+        );
+        self.add(
+            &managed,
+            w.cluster_role,
+            None,
+            "clusterroles",
+            Router::on_child::<ClusterRole>,
+        );
+        self.add(
+            &managed,
+            w.cluster_role_binding,
+            None,
+            "clusterrolebindings",
+            Router::on_child::<ClusterRoleBinding>,
+        );
+        self.add(
+            &assignable,
+            w.assignable,
+            None,
+            "assignable-clusterroles",
+            Router::on_assignable_role,
+        );
+        self.add(
+            &managed,
+            w.quota,
+            None,
+            "resourcequotas",
+            Router::on_child::<ResourceQuota>,
+        );
+        self.add(
+            &managed,
+            w.limit_range,
+            None,
+            "limitranges",
+            Router::on_child::<LimitRange>,
+        );
+        self.add(
+            &managed,
+            w.network_policy,
+            None,
+            "networkpolicies",
+            Router::on_child::<NetworkPolicy>,
+        );
+    }
+
+    /// Watches every `K` that `config` selects, into `cache`.
+    fn add<K>(
+        &mut self,
+        config: &watcher::Config,
+        cache: cache::Writer<K>,
+        index: Option<Index<K>>,
+        name: &'static str,
+        route: fn(&Router, &K),
+    ) where
+        K: Watched,
+    {
+        self.open(config, cache, index, trim, name, route);
+    }
+
+    /// Like [`Watches::add`], with a trim of its own and no index.
+    fn add_trimmed<K>(
+        &mut self,
+        config: &watcher::Config,
+        cache: cache::Writer<K>,
+        trim: fn(&mut K),
+        name: &'static str,
+        route: fn(&Router, &K),
+    ) where
+        K: Watched,
+    {
+        self.open(config, cache, None, trim, name, route);
+    }
+
+    fn open<K>(
+        &mut self,
+        config: &watcher::Config,
+        cache: cache::Writer<K>,
+        index: Option<Index<K>>,
+        trim: fn(&mut K),
+        name: &'static str,
+        route: fn(&Router, &K),
+    ) where
+        K: Watched,
+    {
+        let router = self.router.clone();
+        self.drivers.push(drive(
+            watcher(Api::all(self.client.clone()), config.clone()),
+            cache,
+            index,
+            trim,
+            self.health.watch(name),
+            move |object: &K| route(&router, object),
+        ));
+    }
+}
+
 impl World {
     /// Opens one watch per kind. Returns the caches, the future that drives
     /// the watches (it must be polled for anything to happen) and the trigger
     /// streams of the controllers.
     pub fn start(client: Client, health: &Health) -> (World, Drivers, Triggers) {
-        let (workspaces, ws_writer) = cache::cache::<Workspace>();
-        let (organizations, org_writer) = cache::cache::<Organization>();
-        let (members, member_writer) = cache::cache::<WorkspaceMember>();
-        let (namespaces, ns_writer) = cache::cache::<PartialObjectMeta<Namespace>>();
-        let (role_bindings, rb_writer) = cache::cache::<RoleBinding>();
-        let (roles, role_writer) = cache::cache::<Role>();
-        let (cluster_roles, cr_writer) = cache::cache::<ClusterRole>();
-        let (cluster_role_bindings, crb_writer) = cache::cache::<ClusterRoleBinding>();
-        let (assignable_roles, assignable_writer) = cache::cache::<ClusterRole>();
-        let (quotas, quota_writer) = cache::cache::<ResourceQuota>();
-        let (limit_ranges, limit_range_writer) = cache::cache::<LimitRange>();
-        let (network_policies, network_policy_writer) = cache::cache::<NetworkPolicy>();
-        let (transfers, transfer_writer) = cache::cache::<WorkspaceTransfer>();
+        let (world, writers) = World::caches();
         let (to_transfers, transfer_triggers) = unbounded();
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
+        let router = Router {
+            world: world.clone(),
+            to_workspaces,
+            to_members,
+            to_organizations,
+            to_transfers,
+        };
+        let mut watches = Watches {
+            client,
+            health,
+            router,
+            drivers: Vec::new(),
+        };
+        watches.open_objects(&world, writers.objects);
+        watches.open_children(&world, writers.children);
+        let drivers = watches.drivers;
+        let drivers: Drivers = Box::pin(async move {
+            future::select_all(drivers).await;
+        });
+        (
+            world,
+            drivers,
+            Triggers {
+                workspaces: workspace_triggers,
+                members: member_triggers,
+                organizations: organization_triggers,
+                transfers: transfer_triggers,
+            },
+        )
+    }
+
+    /// The empty caches and indexes, and the writers that fill them.
+    fn caches() -> (World, Writers) {
+        let (workspaces, workspace) = cache::cache::<Workspace>();
+        let (organizations, organization) = cache::cache::<Organization>();
+        let (members, member) = cache::cache::<WorkspaceMember>();
+        let (namespaces, namespace) = cache::cache::<PartialObjectMeta<Namespace>>();
+        let (transfers, transfer) = cache::cache::<WorkspaceTransfer>();
+        let (role_bindings, role_binding) = cache::cache::<RoleBinding>();
+        let (roles, role) = cache::cache::<Role>();
+        let (cluster_roles, cluster_role) = cache::cache::<ClusterRole>();
+        let (cluster_role_bindings, cluster_role_binding) = cache::cache::<ClusterRoleBinding>();
+        let (assignable_roles, assignable) = cache::cache::<ClusterRole>();
+        let (quotas, quota) = cache::cache::<ResourceQuota>();
+        let (limit_ranges, limit_range) = cache::cache::<LimitRange>();
+        let (network_policies, network_policy) = cache::cache::<NetworkPolicy>();
         let world = World {
             workspaces,
             organizations,
@@ -430,188 +684,26 @@ impl World {
             member_index: Index::new(index::member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
         };
-        let router = Router {
-            world: world.clone(),
-            to_workspaces,
-            to_members,
-            to_organizations,
-            to_transfers,
-        };
-
-        let all = watcher::Config::default()
-            .any_semantic()
-            .page_size(LIST_PAGE);
-        let managed = watcher::Config::default()
-            .any_semantic()
-            .page_size(LIST_PAGE)
-            .labels(labels::MANAGED_SELECTOR);
-        let assignable = watcher::Config::default()
-            .any_semantic()
-            .page_size(LIST_PAGE)
-            .labels(labels::ASSIGNABLE_SELECTOR);
-
-        let all_transfers = all.clone();
-        let drivers: Vec<Drivers> = vec![
-            drive(
-                watcher(Api::all(client.clone()), all.clone()),
-                ws_writer,
-                Some(world.workspace_index.clone()),
-                trim,
-                health.watch("workspaces"),
-                {
-                    let r = router.clone();
-                    move |ws: &Workspace| r.on_workspace(ws)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), all.clone()),
-                org_writer,
-                None,
-                trim,
-                health.watch("organizations"),
-                {
-                    let r = router.clone();
-                    move |org: &Organization| r.on_organization(org)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), all.clone()),
-                member_writer,
-                Some(world.member_index.clone()),
-                trim,
-                health.watch("workspacemembers"),
-                {
-                    let r = router.clone();
-                    move |m: &WorkspaceMember| r.on_member(m)
-                },
-            ),
-            drive(
-                watcher(
-                    Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-                    all,
-                ),
-                ns_writer,
-                None,
-                trim_namespace,
-                health.watch("namespaces"),
-                {
-                    let r = router.clone();
-                    move |ns: &PartialObjectMeta<Namespace>| r.on_namespace(ns)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                rb_writer,
-                Some(world.role_binding_index.clone()),
-                trim,
-                health.watch("rolebindings"),
-                {
-                    let r = router.clone();
-                    move |rb: &RoleBinding| r.on_role_binding(rb)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                role_writer,
-                None,
-                trim,
-                health.watch("roles"),
-                {
-                    let r = router.clone();
-                    move |role: &Role| r.on_invitation_grant(role)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                cr_writer,
-                None,
-                trim,
-                health.watch("clusterroles"),
-                {
-                    let r = router.clone();
-                    move |cr: &ClusterRole| r.on_child(cr)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                crb_writer,
-                None,
-                trim,
-                health.watch("clusterrolebindings"),
-                {
-                    let r = router.clone();
-                    move |crb: &ClusterRoleBinding| r.on_child(crb)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), assignable),
-                assignable_writer,
-                None,
-                trim,
-                health.watch("assignable-clusterroles"),
-                {
-                    let r = router.clone();
-                    move |cr: &ClusterRole| r.on_assignable_role(cr)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                quota_writer,
-                None,
-                trim,
-                health.watch("resourcequotas"),
-                {
-                    let r = router.clone();
-                    move |q: &ResourceQuota| r.on_child(q)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                limit_range_writer,
-                None,
-                trim,
-                health.watch("limitranges"),
-                {
-                    let r = router.clone();
-                    move |l: &LimitRange| r.on_child(l)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), managed.clone()),
-                network_policy_writer,
-                None,
-                trim,
-                health.watch("networkpolicies"),
-                {
-                    let r = router.clone();
-                    move |n: &NetworkPolicy| r.on_child(n)
-                },
-            ),
-            drive(
-                watcher(Api::all(client.clone()), all_transfers),
-                transfer_writer,
-                Some(world.transfer_index.clone()),
-                trim,
-                health.watch("workspacetransfers"),
-                {
-                    let r = router.clone();
-                    move |t: &WorkspaceTransfer| r.on_transfer(t)
-                },
-            ),
-        ];
-        let drivers: Drivers = Box::pin(async move {
-            future::select_all(drivers).await;
-        });
-        (
-            world,
-            drivers,
-            Triggers {
-                workspaces: workspace_triggers,
-                members: member_triggers,
-                organizations: organization_triggers,
-                transfers: transfer_triggers,
+        let writers = Writers {
+            objects: ObjectWriters {
+                workspace,
+                organization,
+                member,
+                namespace,
+                transfer,
             },
-        )
+            children: ChildWriters {
+                role_binding,
+                role,
+                cluster_role,
+                cluster_role_binding,
+                assignable,
+                quota,
+                limit_range,
+                network_policy,
+            },
+        };
+        (world, writers)
     }
 
     /// Waits until every cache holds a complete list.
@@ -693,14 +785,7 @@ fn drive<K, S, F>(
     route: F,
 ) -> Drivers
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
