@@ -171,9 +171,10 @@ impl WatchHealth {
         self.metrics.restarted();
     }
 
-    /// The watch's cache holds `n` objects.
-    pub fn cached(&self, n: usize) {
-        self.metrics.cached(n);
+    /// Like [`Self::synced`], with the number of objects its cache holds now.
+    pub fn synced_holding(&self, objects: usize) {
+        self.metrics.cached(objects);
+        self.synced();
     }
 
     /// The name this watch was registered under.

@@ -58,6 +58,13 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: HistogramFamily,
     writes: Family<WriteLabels, Counter>,
+    runtime: Runtime,
+    leader: Gauge,
+}
+
+/// The queues', watches' and caches' metrics.
+#[derive(Debug, Default)]
+struct Runtime {
     stale_writes: Family<ControllerLabels, Counter>,
     queue_depth: Family<ControllerLabels, Gauge>,
     queue_delayed: Family<ControllerLabels, Gauge>,
@@ -65,8 +72,55 @@ pub struct Metrics {
     watch_restarts: Family<WatchLabels, Counter>,
     watch_errors: Family<WatchLabels, Counter>,
     cached: Family<WatchLabels, Gauge>,
-    leader: Gauge,
     notifications: Family<OutcomeLabels, Counter>,
+}
+
+impl Runtime {
+    /// Creates them, registered in `registry`.
+    fn register(registry: &mut Registry) -> Self {
+        let runtime = Runtime::default();
+        registry.register(
+            "stale_status_writes",
+            "Status writes refused because the object changed since it was cached (reconciled again from the newer copy), by controller",
+            runtime.stale_writes.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Objects waiting in a controller's queue",
+            runtime.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_delayed",
+            "Objects with a delayed reconcile (retry or requeue) pending, by controller",
+            runtime.queue_delayed.clone(),
+        );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciliations running now, by controller",
+            runtime.in_flight.clone(),
+        );
+        registry.register(
+            "watch_restarts",
+            "Relists of a watch after its first list (watch expired, 410 Gone, or not resumable), by watch",
+            runtime.watch_restarts.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Errors a watch reported (it retries with a backoff), by watch",
+            runtime.watch_errors.clone(),
+        );
+        registry.register(
+            "cached_objects",
+            "Objects in a watch's cache, by watch (the watched kind)",
+            runtime.cached.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Outbound notifications, by outcome: delivered, retried (an attempt that will be repeated), failed (refused or out of attempts) and dropped (queue full)",
+            runtime.notifications.clone(),
+        );
+        runtime
+    }
 }
 
 /// The gauges of one controller's queue, set by its runner.
@@ -121,49 +175,6 @@ impl Metrics {
         let durations: HistogramFamily = Family::new_with_constructor(duration_histogram);
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
-        let notifications = Family::<OutcomeLabels, Counter>::default();
-        let stale_writes = Family::<ControllerLabels, Counter>::default();
-        let queue_depth = Family::<ControllerLabels, Gauge>::default();
-        let queue_delayed = Family::<ControllerLabels, Gauge>::default();
-        let in_flight = Family::<ControllerLabels, Gauge>::default();
-        let watch_restarts = Family::<WatchLabels, Counter>::default();
-        let watch_errors = Family::<WatchLabels, Counter>::default();
-        let cached = Family::<WatchLabels, Gauge>::default();
-        registry.register(
-            "stale_status_writes",
-            "Status writes refused because the object changed since it was cached (reconciled again from the newer copy), by controller",
-            stale_writes.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Objects waiting in a controller's queue",
-            queue_depth.clone(),
-        );
-        registry.register(
-            "queue_delayed",
-            "Objects with a delayed reconcile (retry or requeue) pending, by controller",
-            queue_delayed.clone(),
-        );
-        registry.register(
-            "reconciles_in_flight",
-            "Reconciliations running now, by controller",
-            in_flight.clone(),
-        );
-        registry.register(
-            "watch_restarts",
-            "Relists of a watch after its first list (watch expired, 410 Gone, or not resumable), by watch",
-            watch_restarts.clone(),
-        );
-        registry.register(
-            "watch_errors",
-            "Errors a watch reported (it retries with a backoff), by watch",
-            watch_errors.clone(),
-        );
-        registry.register(
-            "cached_objects",
-            "Objects in a watch's cache, by watch (the watched kind)",
-            cached.clone(),
-        );
         registry.register(
             "reconciles",
             "Reconciliations started, by controller",
@@ -189,32 +200,22 @@ impl Metrics {
             "1 while this replica holds the leader lease (or leader election is off), else 0",
             leader.clone(),
         );
-        registry.register(
-            "notifications",
-            "Outbound notifications, by outcome: delivered, retried (an attempt that will be repeated), failed (refused or out of attempts) and dropped (queue full)",
-            notifications.clone(),
-        );
+        let runtime = Runtime::register(&mut registry);
         Self {
             registry,
             reconciles,
             errors,
             durations,
             writes,
-            stale_writes,
-            queue_depth,
-            queue_delayed,
-            in_flight,
-            watch_restarts,
-            watch_errors,
-            cached,
+            runtime,
             leader,
-            notifications,
         }
     }
 
     /// Counts a status write refused for a stale cached copy.
     pub fn stale_write(&self, controller: &'static str) {
-        self.stale_writes
+        self.runtime
+            .stale_writes
             .get_or_create(&ControllerLabels { controller })
             .inc();
     }
@@ -223,9 +224,9 @@ impl Metrics {
     pub fn queue(&self, controller: &'static str) -> QueueGauges {
         let labels = ControllerLabels { controller };
         QueueGauges {
-            depth: self.queue_depth.get_or_create_owned(&labels),
-            delayed: self.queue_delayed.get_or_create_owned(&labels),
-            in_flight: self.in_flight.get_or_create_owned(&labels),
+            depth: self.runtime.queue_depth.get_or_create_owned(&labels),
+            delayed: self.runtime.queue_delayed.get_or_create_owned(&labels),
+            in_flight: self.runtime.in_flight.get_or_create_owned(&labels),
         }
     }
 
@@ -233,9 +234,9 @@ impl Metrics {
     pub fn watch(&self, watch: &'static str) -> WatchMetrics {
         let labels = WatchLabels { watch };
         WatchMetrics {
-            restarts: self.watch_restarts.get_or_create_owned(&labels),
-            errors: self.watch_errors.get_or_create_owned(&labels),
-            cached: self.cached.get_or_create_owned(&labels),
+            restarts: self.runtime.watch_restarts.get_or_create_owned(&labels),
+            errors: self.runtime.watch_errors.get_or_create_owned(&labels),
+            cached: self.runtime.cached.get_or_create_owned(&labels),
         }
     }
 
@@ -270,7 +271,8 @@ impl Metrics {
     /// Counts one notification outcome (`delivered`, `retried`, `failed`,
     /// `dropped`).
     pub fn notification(&self, outcome: &'static str) {
-        self.notifications
+        self.runtime
+            .notifications
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }

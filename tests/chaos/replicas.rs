@@ -1,6 +1,8 @@
 //! The operator itself killed: a single replica at seeded random points,
 //! and the leader of two.
 
+use k8s_openapi::jiff::Timestamp;
+
 use super::*;
 
 /// The operator killed with SIGKILL at seeded random points of a converge,
@@ -56,60 +58,79 @@ async fn leader_of<'a>(ops: &[&'a Operator]) -> &'a Operator {
     .await
 }
 
+/// Each replica's term as the audit log shows it: its User-Agent, its
+/// first and its last write (received by the API server), in order of the
+/// first. Panics when two terms overlap: a replica wrote after another
+/// replica's first write.
+fn terms(writes: &[support::faults::AgentWrite]) -> Vec<(String, Timestamp, Timestamp, usize)> {
+    let mut terms: Vec<(String, Timestamp, Timestamp, usize)> = Vec::new();
+    for w in writes {
+        let at: Timestamp = w.at.parse().expect("a timestamp");
+        match terms.iter_mut().find(|t| t.0 == w.agent) {
+            Some(t) => {
+                t.1 = t.1.min(at);
+                t.2 = t.2.max(at);
+                t.3 += 1;
+            }
+            None => terms.push((w.agent.clone(), at, at, 1)),
+        }
+    }
+    terms.sort_by_key(|t| t.1);
+    for pair in terms.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        let late: Vec<&String> = writes
+            .iter()
+            .filter(|w| w.agent == before.0 && w.at.parse::<Timestamp>().ok() >= Some(after.1))
+            .map(|w| &w.request)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "{} wrote after {} had begun writing at {}: {late:?}",
+            before.0,
+            after.0,
+            after.1
+        );
+    }
+    terms
+}
+
 /// Two replicas with leader election: the leader is killed with SIGKILL
 /// mid-converge; the standby takes over within the lease duration (15 s)
-/// and finishes, and the audit log shows no write from the old leader after
-/// the new leader's first. Then the new leader stops gracefully and a third
+/// and finishes, and the audit log shows no write from a replica after the
+/// next leader's first. Then the new leader stops gracefully and a third
 /// replica takes over at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_takes_over_from_a_killed_leader() {
-    use k8s_openapi::jiff::Timestamp;
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
     let (a, b) = (Operator::start(&[]), Operator::start(&[]));
-    let first = leader_of(&[&a, &b]).await;
-    let standby = if std::ptr::eq(first, &a) { &b } else { &a };
+    leader_of(&[&a, &b]).await;
     let mark = plane.audit_mark();
     let mut fleet = Fleet::create(&admin, "leader", 100 * soak()).await;
     let churn = Churn::start(&admin, &fleet, 11, false);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let killed_at = Timestamp::now();
-    first.kill9();
+    // Whoever leads now (on a loaded machine a renewal can fail and the
+    // Lease change hands before this point).
+    let leader = leader_of(&[&a, &b]).await;
+    let standby = if std::ptr::eq(leader, &a) { &b } else { &a };
+    leader.kill9();
     let killed = Instant::now();
     let second = leader_of(&[standby]).await;
     let takeover = killed.elapsed();
     assert!(
-        takeover < Duration::from_secs(15 + 5),
-        "the standby took {takeover:?} to take over (lease: 15 s)"
+        takeover < Duration::from_secs(15 + 2 + 8),
+        "the standby took {takeover:?} to take over (lease 15 s, poll 2 s)"
     );
     let deleted = churn.stop().await;
     forget(&mut fleet, &deleted);
     let settled = fleet.settle(&admin, SETTLE).await;
-
-    let writes = plane.writes_with_agents_since(mark, OPERATOR_USER);
-    let at = |w: &support::faults::AgentWrite| w.at.parse::<Timestamp>().expect("a timestamp");
-    let old: std::collections::BTreeSet<&str> = writes
+    let terms = terms(&plane.writes_with_agents_since(mark, OPERATOR_USER));
+    assert!(terms.len() >= 2, "one replica wrote everything: {terms:?}");
+    let summary: Vec<String> = terms
         .iter()
-        .filter(|w| at(w) < killed_at)
-        .map(|w| w.agent.as_str())
+        .map(|(agent, first, last, n)| format!("{agent}: {n} writes {first}..{last}"))
         .collect();
-    assert_eq!(old.len(), 1, "writes before the kill from {old:?}");
-    let new_first = writes
-        .iter()
-        .filter(|w| !old.contains(w.agent.as_str()))
-        .map(at)
-        .min()
-        .expect("the new leader wrote");
-    let late: Vec<&String> = writes
-        .iter()
-        .filter(|w| old.contains(w.agent.as_str()) && at(w) >= new_first)
-        .map(|w| &w.request)
-        .collect();
-    assert!(
-        late.is_empty(),
-        "the old leader wrote after the new one: {late:?}"
-    );
 
     // A graceful stop hands over at once: the Lease is released.
     let third = Operator::start(&[]);
@@ -124,12 +145,59 @@ async fn the_standby_takes_over_from_a_killed_leader() {
     );
     eprintln!(
         "chaos: leader killed mid-converge: standby led {takeover:?} later, fleet of {} converged \
-         {settled:?} after that; {} writes by the old leader, none after the new leader's first; \
+         {settled:?} after that; terms in the audit log, none overlapping: {summary:?}; \
          graceful stop handed over in {handover:?}",
         fleet.workspaces.len(),
-        writes
-            .iter()
-            .filter(|w| old.contains(w.agent.as_str()))
-            .count()
+    );
+}
+
+/// A leader frozen (SIGSTOP, as a long pause or a stalled node would) for
+/// longer than the lease: the standby takes over and converges; thawed, the
+/// old leader must notice it lost the Lease before it writes anything, so
+/// the audit log shows no write of its after the new leader's first.
+///
+/// It does not hold today: the thawed replica's reconciles in progress send
+/// their writes before its renewal loop finds the Lease taken (a Lease is
+/// not a fencing token; docs/reliability.md, known limits). Run it with
+/// `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a paused leader's in-flight writes land after the takeover (docs/reliability.md)"]
+async fn a_frozen_leader_writes_nothing_after_the_standby_took_over() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let (a, b) = (Operator::start(&[]), Operator::start(&[]));
+    leader_of(&[&a, &b]).await;
+    let mark = plane.audit_mark();
+    let mut fleet = Fleet::create(&admin, "frozen", 60 * soak()).await;
+    let churn = Churn::start(&admin, &fleet, 13, false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let leader = leader_of(&[&a, &b]).await;
+    let standby = if std::ptr::eq(leader, &a) { &b } else { &a };
+    leader.freeze();
+    let frozen = Instant::now();
+    leader_of(&[standby]).await;
+    let takeover = frozen.elapsed();
+    // The new leader works for a while, then the old one wakes up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    leader.thaw();
+    // It steps down (and exits, to be restarted as a candidate).
+    until(
+        "the thawed replica to know it does not lead",
+        TIMEOUT,
+        || leader.metric("workspace_operator_leader", "") != Some(1.0),
+    )
+    .await;
+    let deleted = churn.stop().await;
+    forget(&mut fleet, &deleted);
+    let settled = fleet.settle(&admin, SETTLE).await;
+    let terms = terms(&plane.writes_with_agents_since(mark, OPERATOR_USER));
+    let summary: Vec<String> = terms
+        .iter()
+        .map(|(agent, first, last, n)| format!("{agent}: {n} writes {first}..{last}"))
+        .collect();
+    eprintln!(
+        "chaos: leader frozen: standby led {takeover:?} later; thawed, the old leader stepped down; \
+         fleet converged {settled:?} later; terms, none overlapping: {summary:?}"
     );
 }

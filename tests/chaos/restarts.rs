@@ -102,9 +102,10 @@ async fn etcd_killed_and_restarted_mid_converge() {
 /// Watch expiry: with the operator frozen, workspaces are deleted and
 /// created, a member's role changes, another member goes, and the owner's
 /// RoleBinding is deleted behind the operator's back; then etcd's history
-/// is compacted and the API server restarted, so every watch resumes from a
-/// version that is gone (`410 Gone`). Thawed, the operator lists again and
-/// catches every change and deletion made meanwhile.
+/// is compacted and the API server killed; the operator is thawed and the
+/// API server started again, so every watch resumes from a version that is
+/// gone (`410 Gone`). The operator lists again and catches every change and
+/// deletion made meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_expiry_relists_changes_and_deletions() {
     let _serial = SERIAL.lock().await;
@@ -157,11 +158,14 @@ async fn watch_expiry_relists_changes_and_deletions() {
         .expect("delete the owner binding");
     let revision = plane.compact_etcd();
     plane.kill(Component::ApiServer);
-    plane.start_component(Component::ApiServer);
-    plane.wait_api_ready(TIMEOUT);
-
+    // Thawed while the API server is down: its connections close (a frozen
+    // client would hold the API server's port for a minute), and its
+    // watches retry until the API server is back, from versions that are
+    // gone by then.
     let thawed = Instant::now();
     op.thaw();
+    plane.start_component(Component::ApiServer);
+    plane.wait_api_ready(TIMEOUT);
     let settled = fleet.settle(&admin, SETTLE).await;
     wait_deleted(&admin, &gone, SETTLE).await;
     let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &ns);

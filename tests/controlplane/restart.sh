@@ -35,6 +35,20 @@ if [ "$mode" != --start-only ]; then
 fi
 [ "$mode" = --kill-only ] && exit 0
 eval "set -- $(cat "$dir/$name.cmd")"
-echo "--- restarted by restart.sh at $(date -u +%FT%TZ) ---" >> "$dir/$name.log"
-"$@" >>"$dir/$name.log" 2>&1 </dev/null &
-echo $! > "$dir/$name.pid"
+# The killed process's connections can hold its port for a while (a peer
+# that has not closed its end: a frozen client, as the fault suite makes):
+# the new process then cannot listen. Start again until it can (the kernel
+# drops such orphaned connections within a minute).
+deadline=$((SECONDS + 90))
+while :; do
+  echo "--- restarted by restart.sh at $(date -u +%FT%TZ) ---" >> "$dir/$name.log"
+  mark=$(wc -l < "$dir/$name.log")
+  "$@" >>"$dir/$name.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" > "$dir/$name.pid"
+  for _ in $(seq 30); do alive "$pid" || break; sleep 0.1; done
+  alive "$pid" && break
+  tail -n +"$mark" "$dir/$name.log" | grep -q "address already in use" || break
+  [ $SECONDS -lt $deadline ] || { echo "restart.sh: $name: its port stayed in use" >&2; exit 1; }
+  sleep 1
+done

@@ -147,8 +147,7 @@ impl Operator {
 pub struct AgentWrite {
     /// The client's User-Agent (the operator's names its replica).
     pub agent: String,
-    /// When the API server finished it (RFC 3339, UTC, microseconds: the
-    /// text sorts in time order).
+    /// When the API server received it (RFC 3339, UTC).
     pub at: String,
     /// What it was.
     pub request: String,
@@ -182,7 +181,7 @@ impl ControlPlane {
                 let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
                 AgentWrite {
                     agent: s(&e["userAgent"]),
-                    at: s(&e["stageTimestamp"]),
+                    at: s(&e["requestReceivedTimestamp"]),
                     request: format!(
                         "{} {} {}/{} -> {}",
                         s(&e["verb"]),

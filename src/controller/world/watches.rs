@@ -326,7 +326,6 @@ where
                     continue;
                 }
             };
-            let counted = !matches!(event, Event::Init | Event::InitApply(_));
             match &event {
                 Event::Apply(obj) => {
                     cache.apply(&event);
@@ -334,7 +333,7 @@ where
                         index.apply(obj);
                     }
                     route(obj);
-                    health.synced();
+                    health.synced_holding(cache.as_reader().len());
                 }
                 Event::Delete(obj) => {
                     cache.apply(&event);
@@ -344,12 +343,9 @@ where
                     route(obj);
                     // Events flowing again after an error: the watch
                     // resumed from its last version and the cache is whole.
-                    health.synced();
+                    health.synced_holding(cache.as_reader().len());
                 }
                 Event::Init => {
-                    if cache.listed() {
-                        health.restarted();
-                    }
                     before_relist = cache.listed().then(|| cache.as_reader().snapshot());
                     cache.apply(&event);
                     relist = index.as_ref().map(Index::relist);
@@ -368,6 +364,7 @@ where
                     }
                     cache.apply(&event);
                     if let Some(before) = before_relist.take() {
+                        health.restarted();
                         let after = cache.as_reader().snapshot();
                         let route = route.clone();
                         let routed = tokio::task::spawn_blocking(move || {
@@ -379,11 +376,8 @@ where
                             tracing::error!(error = %err, "routing a relist failed");
                         }
                     }
-                    health.synced();
+                    health.synced_holding(cache.as_reader().len());
                 }
-            }
-            if counted {
-                health.cached(cache.as_reader().len());
             }
         }
     })
