@@ -331,6 +331,29 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
     receiver
         .wait_event("transfer.completed", &transfer_subject)
         .await;
+    // A refused transfer is announced too.
+    let kept = personal_workspace(&admin, &alice).await;
+    let refused = format!("{kept}-to-zed");
+    let manifest = manifest.replace(&name, &refused).replace(&moving, &kept);
+    Kubectl::as_user(&alice, &[]).create(&manifest).success();
+    let refused_subject = format!("workspacetransfers/{refused}");
+    receiver
+        .wait_event("transfer.approval.requested", &refused_subject)
+        .await;
+    let reject = json!({"spec": {"approvals": {"target": {"rejectedBy": zed}}}}).to_string();
+    Kubectl::as_user(&zed, &[])
+        .run(&[
+            "patch",
+            "workspacetransfer",
+            &refused,
+            "--type=merge",
+            "-p",
+            &reject,
+        ])
+        .success();
+    receiver
+        .wait_event("transfer.rejected", &refused_subject)
+        .await;
 
     // An open invitation survives a restart, which sends and writes nothing.
     let gus = format!("gus-{ws}@example.com");
