@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod cache;
+pub mod directory;
 pub mod events;
 pub mod index;
 pub mod labels;
@@ -229,6 +230,10 @@ pub async fn run(
     parts.spawn(
         organization::run(ctx.clone(), triggers.organizations)
             .map(|()| "the organization controller stopped"),
+    );
+    parts.spawn(
+        directory::run(ctx.clone(), triggers.directory)
+            .map(|()| "the directory controller stopped"),
     );
     parts.spawn(transfer::run(ctx, triggers.transfers).map(|()| "the transfer controller stopped"));
     supervise(parts, stop).await;

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 
 use super::cache::{self, Cache};
 use super::index::{self, Index};
-use super::{labels, member, transfer};
+use super::{directory, labels, member, transfer};
 use crate::api::{
     AccountRef, MemberPhase, Organization, Workspace, WorkspaceMember, WorkspacePhase,
     WorkspaceTransfer,
@@ -66,8 +66,8 @@ pub struct World {
     transfer_index: Index<WorkspaceTransfer>,
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
-    /// Members by namespace, ServiceAccount namespace and custom role
-    /// ([`index::member_keys`]).
+    /// Members by namespace, ServiceAccount namespace, custom role
+    /// ([`index::member_keys`]) and directory entry ([`member_keys`]).
     member_index: Index<WorkspaceMember>,
     /// Managed RoleBindings by namespace.
     role_binding_index: Index<RoleBinding>,
@@ -117,6 +117,15 @@ impl World {
             .lookup(&self.members, &index::given_role(name))
     }
 
+    /// The WorkspaceMembers whose subject the directory entry `name` lists.
+    pub fn members_listed_as(&self, name: &str) -> Vec<Arc<WorkspaceMember>> {
+        self.member_index
+            .lookup(&self.members, name)
+            .into_iter()
+            .filter(|m| directory::index_key(m) == name)
+            .collect()
+    }
+
     /// The open WorkspaceTransfers filed under `key` ([`transfer::triggers`]).
     pub fn transfers_under(&self, key: &str) -> Vec<Arc<WorkspaceTransfer>> {
         self.transfer_index.lookup(&self.transfers, key)
@@ -147,6 +156,8 @@ pub struct Triggers {
     pub organizations: UnboundedReceiver<ObjectRef<Organization>>,
     /// WorkspaceTransfers to reconcile.
     pub transfers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>,
+    /// Directory entries to reconcile (by name).
+    pub directory: UnboundedReceiver<ObjectRef<Role>>,
 }
 
 /// The future that drives every watch; it ends only if a watch ends.
@@ -160,6 +171,7 @@ struct Router {
     to_members: UnboundedSender<ObjectRef<WorkspaceMember>>,
     to_organizations: UnboundedSender<ObjectRef<Organization>>,
     to_transfers: UnboundedSender<ObjectRef<WorkspaceTransfer>>,
+    to_directory: UnboundedSender<ObjectRef<Role>>,
 }
 
 impl Router {
@@ -181,6 +193,19 @@ impl Router {
             .get(&ObjectRef::new(&t.spec.workspace))
         {
             self.members_of_workspace(&ws);
+        }
+    }
+
+    /// Queues the directory entry `entry`.
+    fn directory(&self, entry: ObjectRef<Role>) {
+        let _ = self.to_directory.unbounded_send(entry);
+    }
+
+    /// A managed Role: a directory entry's, or an invitee's answering grant.
+    fn on_role(&self, role: &Role) {
+        match directory::entry_of(role) {
+            Some(entry) => self.directory(entry),
+            None => self.on_invitation_grant(role),
         }
     }
 
@@ -309,6 +334,7 @@ impl Router {
             self.workspace(&name);
         }
         self.member(&ns, &changed.name_any());
+        self.directory(ObjectRef::new(&directory::index_key(changed)));
         self.transfers(transfer::triggers::on_member(&self.world, changed));
         let subject = &changed.spec.subject;
         self.members_in(&ns, |m| {
@@ -320,6 +346,10 @@ impl Router {
     /// A member's RoleBinding triggers its member (named by the controller
     /// ownerReference); the Workspace's own bindings trigger the Workspace.
     fn on_role_binding(&self, rb: &RoleBinding) {
+        if let Some(entry) = directory::entry_of(rb) {
+            self.directory(entry);
+            return;
+        }
         if rb.labels().contains_key(labels::INVITATION) {
             self.on_invitation_grant(rb);
             return;
@@ -411,6 +441,7 @@ impl World {
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
+        let (to_directory, directory_triggers) = unbounded();
         let world = World {
             workspaces,
             organizations,
@@ -427,7 +458,7 @@ impl World {
             transfers,
             transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
-            member_index: Index::new(index::member_keys),
+            member_index: Index::new(member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
         };
         let router = Router {
@@ -436,6 +467,7 @@ impl World {
             to_members,
             to_organizations,
             to_transfers,
+            to_directory,
         };
 
         let all = watcher::Config::default()
@@ -518,7 +550,7 @@ impl World {
                 health.watch("roles"),
                 {
                     let r = router.clone();
-                    move |role: &Role| r.on_invitation_grant(role)
+                    move |role: &Role| r.on_role(role)
                 },
             ),
             drive(
@@ -610,6 +642,7 @@ impl World {
                 members: member_triggers,
                 organizations: organization_triggers,
                 transfers: transfer_triggers,
+                directory: directory_triggers,
             },
         )
     }
@@ -634,6 +667,14 @@ impl World {
         ])
         .await;
     }
+}
+
+/// A member is filed as [`index::member_keys`] says, and under its
+/// directory entry.
+fn member_keys(m: &WorkspaceMember) -> Vec<String> {
+    let mut keys = index::member_keys(m);
+    keys.push(directory::index_key(m));
+    keys
 }
 
 /// What no reconcile reads, dropped from every cached object:
@@ -904,7 +945,7 @@ mod tests {
             transfers: cache::cache().0,
             transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
-            member_index: Index::new(index::member_keys),
+            member_index: Index::new(member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
         }
     }
@@ -918,6 +959,7 @@ mod tests {
             to_members: unbounded().0,
             to_organizations: unbounded().0,
             to_transfers: unbounded().0,
+            to_directory: unbounded().0,
         };
         // The delete event's copy: the cache has dropped the namespace
         // already, and no cached Workspace names it in its spec.
