@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -87,7 +87,7 @@ pub async fn run(ctx: Arc<Context>, mut triggers: UnboundedReceiver<ObjectRef<Ro
     let mut batch = every_entry(&ctx, &namespace);
     loop {
         let concurrency = usize::from(ctx.config.concurrency.max(1));
-        let outcomes: Vec<(String, Result<(), Error>)> = stream::iter(std::mem::take(&mut batch))
+        let outcomes: Vec<(String, Result<u64, Error>)> = stream::iter(std::mem::take(&mut batch))
             .map(|name| {
                 let (ctx, namespace) = (ctx.clone(), namespace.clone());
                 async move {
@@ -99,11 +99,21 @@ pub async fn run(ctx: Arc<Context>, mut triggers: UnboundedReceiver<ObjectRef<Ro
             .collect()
             .await;
         for (name, result) in outcomes {
-            let Err(err) = result else {
-                failures.remove(&name);
-                continue;
+            let err = match result {
+                Ok(version) => {
+                    tracing::debug!(
+                        controller = CONTROLLER,
+                        namespace,
+                        name,
+                        resource_version = version,
+                        "reconciled"
+                    );
+                    failures.remove(&name);
+                    continue;
+                }
+                Err(err) => err,
             };
-            tracing::warn!(controller = CONTROLLER, name, reason = err.reason(), error = %err, "reconcile failed");
+            tracing::warn!(controller = CONTROLLER, namespace, name, reason = err.reason(), error = %err, "reconcile failed");
             ctx.metrics.reconcile_failed(CONTROLLER, err.reason());
             let attempt = failures.entry(name.clone()).or_default();
             *attempt = attempt.saturating_add(1);
@@ -162,16 +172,26 @@ fn in_directory<K: Resource>(
         .collect()
 }
 
+/// What the entry `name` should be.
+struct Desired {
+    subject: Subject,
+    rules: Vec<PolicyRule>,
+    /// The highest resourceVersion among the members read (0: none): the
+    /// entry is reconciled as of every change up to it.
+    version: u64,
+}
+
 /// The subject of the entry `name` and the rules it should hold: from the
 /// members filed under it, else (none left) from its cached RoleBinding with
 /// no rules.
-fn desired(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Option<(Subject, Vec<k8s_openapi::api::rbac::v1::PolicyRule>)> {
+fn desired(ctx: &Context, namespace: &str, name: &str) -> Option<Desired> {
     let world = &ctx.world;
     let members = world.members_listed_as(name);
+    let version = members
+        .iter()
+        .filter_map(|m| m.resource_version()?.parse().ok())
+        .max()
+        .unwrap_or(0);
     let subject = members
         .first()
         .map(|m| m.spec.subject.clone())
@@ -197,17 +217,24 @@ fn desired(
         }
     }
     let rules = build::rules(relations.iter().map(|(ws, verb)| (ws.as_str(), *verb)));
-    Some((subject, rules))
+    Some(Desired {
+        subject,
+        rules,
+        version,
+    })
 }
 
 /// Makes the entry `name` list what its subject's members say, or removes it
-/// when they say nothing.
-async fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+/// when they say nothing. Returns the version it reconciled as of
+/// ([`Desired::version`]).
+async fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<u64, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let roles = Api::<Role>::namespaced(ctx.client.clone(), namespace);
     let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), namespace);
-    let wanted = desired(ctx, namespace, name)
-        .and_then(|(subject, rules)| build::entry(&subject, namespace, rules))
+    let desired = desired(ctx, namespace, name);
+    let version = desired.as_ref().map_or(0, |d| d.version);
+    let wanted = desired
+        .and_then(|d| build::entry(&d.subject, namespace, d.rules))
         // A name that is not the subject's (a hash collision, or an object
         // someone else created under the prefix) is not written.
         .filter(|(role, _)| role.metadata.name.as_deref() == Some(name));
@@ -226,7 +253,7 @@ async fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<(), Err
         )
         .await
         .map_err(Error::Apply)?;
-        return Ok(());
+        return Ok(version);
     }
     // Nothing to list: the binding goes first, so a Role never stays bound
     // to its subject without being the operator's.
@@ -243,5 +270,5 @@ async fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<(), Err
             .await
             .map_err(Error::Delete)?;
     }
-    Ok(())
+    Ok(version)
 }
