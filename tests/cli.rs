@@ -14,36 +14,15 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::objects::{
     DIRECTORY, apply, create, directory_entry, group, member, organization, user, wait_directory,
-    wait_ready, workspace,
+    wait_member_phase, wait_ready, workspace,
 };
-use support::plugin::Plugin;
+use support::plugin::{Plugin, entry, names};
+use workspace_operator::controller::directory::build::entry_name;
 use workspace_operator::api::{
     MemberPhase, Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The names in `ls -o json` (or any list of entries with a `name`).
-fn names(entries: &Value) -> Vec<String> {
-    let mut names: Vec<String> = entries
-        .as_array()
-        .expect("a JSON list")
-        .iter()
-        .map(|e| e["name"].as_str().expect("a name").to_string())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The entry for the workspace `name` in `ls -o json`.
-fn entry<'a>(entries: &'a Value, name: &str) -> &'a Value {
-    entries
-        .as_array()
-        .expect("a JSON list")
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("{name} is not listed: {entries}"))
-}
 
 /// Creates the Workspace `name` as `owner`'s client and waits until it is Ready.
 async fn ready_workspace(admin: &Client, as_owner: &Client, value: Value) {
@@ -57,16 +36,7 @@ async fn ready_workspace(admin: &Client, as_owner: &Client, value: Value) {
 
 /// Waits until the member `ns/name` has `phase`.
 async fn wait_member(admin: &Client, ns: &str, name: &str, phase: MemberPhase) {
-    let api = Api::<WorkspaceMember>::namespaced(admin.clone(), ns);
-    support::wait_for(
-        &format!("member {ns}/{name} {phase:?}"),
-        TIMEOUT,
-        || async {
-            let m = api.get(name).await.ok()?;
-            (m.status.and_then(|s| s.phase) == Some(phase)).then_some(())
-        },
-    )
-    .await;
+    wait_member_phase(admin, ns, name, &format!("{phase:?}"), TIMEOUT).await;
 }
 
 /// An organization with admin `admin_user`, members `bob` and the group
@@ -224,21 +194,9 @@ async fn ls_reads_the_directory_and_nobody_reads_another_subjects_entry() {
     let own = bob
         .kubectl(&["auth", "can-i", "--list", "-n", DIRECTORY])
         .success();
-    for ws in &w.team {
-        assert!(
-            own.stdout.contains(ws.as_str()),
-            "{ws}:
-{}",
-            own.stdout
-        );
-    }
-    for verb in ["member-developer", "member-viewer", "member-runner"] {
-        assert!(
-            own.stdout.contains(verb),
-            "{verb}:
-{}",
-            own.stdout
-        );
+    let verbs = ["member-developer", "member-viewer", "member-runner"];
+    for needle in w.team.iter().map(String::as_str).chain(verbs) {
+        assert!(own.stdout.contains(needle), "{needle}? {}", own.stdout);
     }
 
     // A stranger's review shows none of it, and nobody may read the entries
@@ -250,7 +208,7 @@ async fn ls_reads_the_directory_and_nobody_reads_another_subjects_entry() {
     for ws in &w.team {
         assert!(!theirs.stdout.contains(ws.as_str()), "{}", theirs.stdout);
     }
-    let bobs = workspace_operator::controller::directory::build::entry_name(&Subject::user(&w.bob));
+    let bobs = entry_name(&Subject::user(&w.bob));
     for who in [&stranger, &bob] {
         who.kubectl(&["get", "roles", "-n", DIRECTORY])
             .refused(&["forbidden"]);

@@ -67,7 +67,7 @@ pub struct World {
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
     /// Members by namespace, ServiceAccount namespace, custom role
-    /// ([`index::member_keys`]) and directory entry ([`member_keys`]).
+    /// ([`index::member_keys`]) and directory entry ([`directory::member_keys`]).
     member_index: Index<WorkspaceMember>,
     /// Managed RoleBindings by namespace.
     role_binding_index: Index<RoleBinding>,
@@ -458,7 +458,7 @@ impl World {
             transfers,
             transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
-            member_index: Index::new(member_keys),
+            member_index: Index::new(directory::member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
         };
         let router = Router {
@@ -667,14 +667,6 @@ impl World {
         ])
         .await;
     }
-}
-
-/// A member is filed as [`index::member_keys`] says, and under its
-/// directory entry.
-fn member_keys(m: &WorkspaceMember) -> Vec<String> {
-    let mut keys = index::member_keys(m);
-    keys.push(directory::index_key(m));
-    keys
 }
 
 /// What no reconcile reads, dropped from every cached object:
@@ -945,7 +937,7 @@ mod tests {
             transfers: cache::cache().0,
             transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
-            member_index: Index::new(member_keys),
+            member_index: Index::new(directory::member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
         }
     }

@@ -59,6 +59,14 @@ pub fn index_key(member: &WorkspaceMember) -> String {
     build::entry_name(&member.spec.subject)
 }
 
+/// The keys the world's member index files a member under: those of
+/// [`super::index::member_keys`], and its directory entry.
+pub fn member_keys(m: &WorkspaceMember) -> Vec<String> {
+    let mut keys = super::index::member_keys(m);
+    keys.push(index_key(m));
+    keys
+}
+
 /// Whether `obj` is a directory entry (its Role or RoleBinding): the entry
 /// to reconcile when it changes.
 pub fn entry_of<K: Resource>(obj: &K) -> Option<ObjectRef<Role>> {
