@@ -17,10 +17,10 @@ use support::objects::{
     wait_member_phase, wait_ready, workspace,
 };
 use support::plugin::{Plugin, entry, names};
-use workspace_operator::controller::directory::build::entry_name;
 use workspace_operator::api::{
     MemberPhase, Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer,
 };
+use workspace_operator::controller::directory::build::entry_name;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
