@@ -99,6 +99,9 @@ pub async fn run(ctx: Arc<Context>, mut triggers: UnboundedReceiver<ObjectRef<Ro
             .map(|name| {
                 let (ctx, namespace) = (ctx.clone(), namespace.clone());
                 async move {
+                    // A converged entry costs no request: let the watches
+                    // and the Lease renewals in between.
+                    tokio::task::consume_budget().await;
                     let result = reconcile(&ctx, &namespace, &name).await;
                     (name, result)
                 }
