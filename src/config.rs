@@ -22,6 +22,9 @@ pub const USER_AGENT: &str = concat!("workspace-operator/", env!("CARGO_PKG_VERS
 /// neither a flag nor `POD_NAMESPACE` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "workspace-operator-system";
 
+/// The directory's namespace when `--directory-namespace` is not given.
+pub const DEFAULT_DIRECTORY_NAMESPACE: &str = "workspaces-directory";
+
 /// Default lifetime of invitations and transfers: seven days.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
@@ -131,6 +134,17 @@ pub struct Config {
     )]
     pub operator_namespace: String,
 
+    /// Namespace of the workspace directory: one Role and RoleBinding per
+    /// subject that is a member somewhere, which `kubectl workspaces ls`
+    /// reads with one SelfSubjectRulesReview (docs/security.md). It must
+    /// exist; an empty value turns the directory off.
+    #[arg(
+        long,
+        env = "WORKSPACE_OPERATOR_DIRECTORY_NAMESPACE",
+        default_value = DEFAULT_DIRECTORY_NAMESPACE
+    )]
+    pub directory_namespace: String,
+
     /// At start, check that the admission policies' parameters
     /// (ConfigMap workspace-operator-policy in the operator's namespace)
     /// name this operator's identity and reserve its namespace, and refuse
@@ -219,6 +233,7 @@ impl Default for Config {
             lease_name: "workspace-operator".to_owned(),
             lease_namespace: DEFAULT_NAMESPACE.to_owned(),
             operator_namespace: DEFAULT_NAMESPACE.to_owned(),
+            directory_namespace: DEFAULT_DIRECTORY_NAMESPACE.to_owned(),
             verify_confinement: true,
             log_format: LogFormat::Plain,
             pod_security: PodSecurityLevel::Baseline,
@@ -234,6 +249,11 @@ impl Config {
     /// The per-user workspace limit, `None` when unlimited.
     pub fn workspace_limit_per_user(&self) -> Option<u32> {
         (self.max_workspaces_per_user > 0).then_some(self.max_workspaces_per_user)
+    }
+
+    /// The directory's namespace, `None` when the directory is off.
+    pub fn directory(&self) -> Option<&str> {
+        Some(self.directory_namespace.as_str()).filter(|ns| !ns.is_empty())
     }
 
     /// Whether members may be given the custom ClusterRole `name`.

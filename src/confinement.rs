@@ -39,11 +39,14 @@ pub enum Error {
 }
 
 /// What the ConfigMap must say for the operator `username` running in
-/// `namespace` (pure): it names `username`, and reserves `namespace`.
+/// `namespace` with the workspace directory in `directory` (pure): it names
+/// `username`, reserves `namespace`, and names and reserves `directory`
+/// (the policies let the operator write directory entries only there).
 pub fn check(
     data: Option<&std::collections::BTreeMap<String, String>>,
     username: &str,
     namespace: &str,
+    directory: Option<&str>,
 ) -> Result<(), String> {
     let get = |key: &str| data.and_then(|d| d.get(key)).map(String::as_str);
     let named = get("operator").unwrap_or_default();
@@ -61,12 +64,33 @@ pub fn check(
              {namespace}/{POLICY_CONFIGMAP}: add it, so that no Workspace can claim it"
         ));
     }
+    let Some(directory) = directory else {
+        return Ok(());
+    };
+    let named = get("directoryNamespace").unwrap_or_default();
+    if named != directory {
+        return Err(format!(
+            "the workspace directory is in namespace {directory} (--directory-namespace), but ConfigMap \
+             {namespace}/{POLICY_CONFIGMAP} names {named:?} (key `directoryNamespace`), and the admission \
+             policies let the operator write the directory only there: make them agree"
+        ));
+    }
+    if !reserved.split(',').any(|n| n.trim() == directory) {
+        return Err(format!(
+            "the directory namespace {directory} is not in `reservedNamespaces` of ConfigMap \
+             {namespace}/{POLICY_CONFIGMAP}: add it, so that no Workspace can claim it"
+        ));
+    }
     Ok(())
 }
 
 /// Reads the operator's identity and the ConfigMap in `namespace`, and checks
 /// them against each other.
-pub async fn verify(client: &Client, namespace: &str) -> Result<(), Error> {
+pub async fn verify(
+    client: &Client,
+    namespace: &str,
+    directory: Option<&str>,
+) -> Result<(), Error> {
     let review = Api::<SelfSubjectReview>::all(client.clone())
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
@@ -83,7 +107,7 @@ pub async fn verify(client: &Client, namespace: &str) -> Result<(), Error> {
             namespace: namespace.to_string(),
             source,
         })?;
-    check(configmap.data.as_ref(), &username, namespace).map_err(Error::Mismatch)
+    check(configmap.data.as_ref(), &username, namespace, directory).map_err(Error::Mismatch)
 }
 
 #[cfg(test)]
@@ -101,8 +125,22 @@ mod tests {
     }
 
     #[test]
+    fn the_configmap_must_name_and_reserve_the_directory_namespace() {
+        let mut d = data(ME, "ops, dir");
+        assert!(check(Some(&d), ME, "ops", None).is_ok(), "no directory");
+        let unnamed = check(Some(&d), ME, "ops", Some("dir")).expect_err("not named");
+        assert!(unnamed.contains("directoryNamespace"), "{unnamed}");
+        d.insert("directoryNamespace".into(), "dir".into());
+        assert!(check(Some(&d), ME, "ops", Some("dir")).is_ok());
+        assert!(check(Some(&d), ME, "ops", Some("other")).is_err());
+        d.insert("reservedNamespaces".into(), "ops".into());
+        let unreserved = check(Some(&d), ME, "ops", Some("dir")).expect_err("not reserved");
+        assert!(unreserved.contains("reservedNamespaces"), "{unreserved}");
+    }
+
+    #[test]
     fn the_configmap_must_name_the_operator_and_reserve_its_namespace() {
-        assert!(check(Some(&data(ME, "cert-manager, ops")), ME, "ops").is_ok());
+        assert!(check(Some(&data(ME, "cert-manager, ops")), ME, "ops", None).is_ok());
         let other = check(
             Some(&data(
                 "system:serviceaccount:workspace-operator-system:workspace-operator",
@@ -110,6 +148,7 @@ mod tests {
             )),
             ME,
             "ops",
+            None,
         )
         .expect_err("another identity");
         assert!(
@@ -117,8 +156,8 @@ mod tests {
             "{other}"
         );
         let unreserved =
-            check(Some(&data(ME, "cert-manager")), ME, "ops").expect_err("not reserved");
+            check(Some(&data(ME, "cert-manager")), ME, "ops", None).expect_err("not reserved");
         assert!(unreserved.contains("reservedNamespaces"), "{unreserved}");
-        assert!(check(None, ME, "ops").is_err());
+        assert!(check(None, ME, "ops", None).is_err());
     }
 }

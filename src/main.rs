@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Run the controllers, serving /metrics, /livez and /readyz (flags can also be set as
     /// WORKSPACE_OPERATOR_<FLAG> environment variables).
-    Run(Config),
+    Run(Box<Config>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind into a directory.
     Crds {
         /// Directory to write `<plural>.workspaces.dev.yaml` files into; prints to stdout when absent.
@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
         Command::Crds { out_dir } => {
             workspace_operator::api::crdgen::emit(out_dir.as_deref()).map_err(Into::into)
         }
-        Command::Run(config) => run(config),
+        Command::Run(config) => run(*config),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -57,7 +57,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let config = Arc::new(config);
     let client = client().await?;
     if config.verify_confinement {
-        crate::confinement::verify(&client, &config.operator_namespace)
+        crate::confinement::verify(&client, &config.operator_namespace, config.directory())
             .await
             .map_err(Error::Confinement)?;
     }

@@ -12,33 +12,17 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use support::objects::{apply, create, group, member, organization, user, wait_ready, workspace};
-use support::plugin::Plugin;
-use workspace_operator::api::{MemberPhase, TransferPhase, WorkspaceMember, WorkspaceTransfer};
+use support::objects::{
+    DIRECTORY, apply, create, directory_entry, group, member, organization, user, wait_directory,
+    wait_member_phase, wait_ready, workspace,
+};
+use support::plugin::{Plugin, entry, names};
+use workspace_operator::api::{
+    MemberPhase, Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer,
+};
+use workspace_operator::controller::directory::build::entry_name;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The names in `ls -o json` (or any list of entries with a `name`).
-fn names(entries: &Value) -> Vec<String> {
-    let mut names: Vec<String> = entries
-        .as_array()
-        .expect("a JSON list")
-        .iter()
-        .map(|e| e["name"].as_str().expect("a name").to_string())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The entry for the workspace `name` in `ls -o json`.
-fn entry<'a>(entries: &'a Value, name: &str) -> &'a Value {
-    entries
-        .as_array()
-        .expect("a JSON list")
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("{name} is not listed: {entries}"))
-}
 
 /// Creates the Workspace `name` as `owner`'s client and waits until it is Ready.
 async fn ready_workspace(admin: &Client, as_owner: &Client, value: Value) {
@@ -52,16 +36,7 @@ async fn ready_workspace(admin: &Client, as_owner: &Client, value: Value) {
 
 /// Waits until the member `ns/name` has `phase`.
 async fn wait_member(admin: &Client, ns: &str, name: &str, phase: MemberPhase) {
-    let api = Api::<WorkspaceMember>::namespaced(admin.clone(), ns);
-    support::wait_for(
-        &format!("member {ns}/{name} {phase:?}"),
-        TIMEOUT,
-        || async {
-            let m = api.get(name).await.ok()?;
-            (m.status.and_then(|s| s.phase) == Some(phase)).then_some(())
-        },
-    )
-    .await;
+    wait_member_phase(admin, ns, name, &format!("{phase:?}"), TIMEOUT).await;
 }
 
 /// An organization with admin `admin_user`, members `bob` and the group
@@ -112,13 +87,16 @@ async fn world() -> World {
         .await;
     }
     let grants = [
-        (user(&w.bob), "Developer"),
-        (user(&w.bob), "Viewer"),
-        (group(&w.eng), "Runner"),
+        (Subject::user(&w.bob), "Developer"),
+        (Subject::user(&w.bob), "Viewer"),
+        (Subject::group(&w.eng), "Runner"),
     ];
     for (ns, (subject, role)) in w.team.iter().zip(grants) {
-        apply(&admin, member(ns, "m", subject, role)).await;
+        let value = serde_json::to_value(&subject).expect("a subject");
+        apply(&admin, member(ns, "m", value, role)).await;
         wait_member(&admin, ns, "m", MemberPhase::Active).await;
+        let verb = format!("member-{}", role.to_lowercase());
+        wait_directory(&admin, &subject, ns, Some(&verb)).await;
     }
     w
 }
@@ -199,6 +177,101 @@ async fn each_user_lists_the_workspaces_they_belong_to_and_strangers_see_none() 
             wide.stdout
         );
     }
+}
+
+#[tokio::test]
+async fn ls_reads_the_directory_and_nobody_reads_another_subjects_entry() {
+    let w = world().await;
+    let bob = Plugin::as_user(&w.bob, &[&w.eng]);
+    let wide = bob.run(&["ls", "-o", "wide"]).success();
+    assert!(
+        wide.stderr.contains("from the workspace directory"),
+        "{}",
+        wide.stderr
+    );
+    // The directory is what the API server tells bob about himself in its
+    // namespace: his entry and his group's, by user and by group.
+    let own = bob
+        .kubectl(&["auth", "can-i", "--list", "-n", DIRECTORY])
+        .success();
+    let verbs = ["member-developer", "member-viewer", "member-runner"];
+    for needle in w.team.iter().map(String::as_str).chain(verbs) {
+        assert!(own.stdout.contains(needle), "{needle}? {}", own.stdout);
+    }
+
+    // A stranger's review shows none of it, and nobody may read the entries
+    // themselves, not even their own.
+    let stranger = Plugin::as_user(&format!("mallory@{}.io", w.org), &[]);
+    let theirs = stranger
+        .kubectl(&["auth", "can-i", "--list", "-n", DIRECTORY])
+        .success();
+    for ws in &w.team {
+        assert!(!theirs.stdout.contains(ws.as_str()), "{}", theirs.stdout);
+    }
+    let bobs = entry_name(&Subject::user(&w.bob));
+    for who in [&stranger, &bob] {
+        who.kubectl(&["get", "roles", "-n", DIRECTORY])
+            .refused(&["forbidden"]);
+        who.kubectl(&["get", "role", &bobs, "-n", DIRECTORY])
+            .refused(&["forbidden"]);
+        who.kubectl(&["get", "rolebinding", &bobs, "-n", DIRECTORY])
+            .refused(&["forbidden"]);
+    }
+
+    // Without a directory (an install that keeps none), the scan finds the
+    // same workspaces and says so.
+    let scan = bob
+        .run(&[
+            "--directory-namespace",
+            "no-such-directory",
+            "ls",
+            "-o",
+            "wide",
+        ])
+        .success();
+    assert!(scan.stderr.contains("scan"), "{}", scan.stderr);
+    let scanned = bob.json(&["--directory-namespace", "no-such-directory", "ls"]);
+    assert_eq!(scanned, bob.json(&["ls"]));
+}
+
+#[tokio::test]
+async fn the_directory_follows_a_role_change_and_the_entry_goes_with_the_last_membership() {
+    let w = world().await;
+    let admin = support::plane().admin().await;
+    let bob_subject = Subject::user(&w.bob);
+    let bob = Plugin::as_user(&w.bob, &[]);
+    apply(&admin, member(&w.team[0], "m", user(&w.bob), "Runner")).await;
+    wait_directory(&admin, &bob_subject, &w.team[0], Some("member-runner")).await;
+    let listed = bob.run(&["ls"]).success().stdout;
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(w.team[0].as_str()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not listed:
+{listed}",
+                w.team[0]
+            )
+        });
+    assert!(row.contains("Runner"), "{row}");
+
+    for ns in &w.team[..2] {
+        Api::<WorkspaceMember>::namespaced(admin.clone(), ns)
+            .delete("m", &Default::default())
+            .await
+            .expect("delete bob's member");
+    }
+    support::wait_for("bob's directory entry to go", TIMEOUT, || async {
+        directory_entry(&admin, &bob_subject)
+            .await?
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(bob.json(&["ls"]), json!([]));
+    // His group's entry stays.
+    let with_group = Plugin::as_user(&w.bob, &[&w.eng]).json(&["ls"]);
+    assert_eq!(names(&with_group), vec![w.team[2].clone()]);
 }
 
 #[tokio::test]
@@ -434,6 +507,7 @@ async fn invite(w: &World, who: &str, name: &str) -> Plugin {
     let alice = support::plane().client_as(&w.alice, &[]).await;
     apply(&alice, member(&w.personal, name, user(who), "Developer")).await;
     wait_member(&admin, &w.personal, name, MemberPhase::Invited).await;
+    wait_directory(&admin, &Subject::user(who), &w.personal, Some("invited")).await;
     Plugin::as_user(who, &[])
 }
 
@@ -455,6 +529,8 @@ async fn an_invitee_sees_the_invitation_accepts_it_and_then_belongs() {
     plugin.run(&["accept", &w.personal]).success();
     let admin = support::plane().admin().await;
     wait_member(&admin, &w.personal, "dave", MemberPhase::Active).await;
+    let dave_entry = Subject::user(&dave);
+    wait_directory(&admin, &dave_entry, &w.personal, Some("member-developer")).await;
     let listed = plugin.json(&["ls"]);
     assert_eq!(entry(&listed, &w.personal)["role"], "Developer");
     assert_eq!(entry(&listed, &w.personal)["phase"], "Active");
@@ -468,6 +544,7 @@ async fn an_invitee_declines_and_gets_nothing() {
     plugin.run(&["decline", &w.personal]).success();
     let admin = support::plane().admin().await;
     wait_member(&admin, &w.personal, "dora", MemberPhase::Declined).await;
+    wait_directory(&admin, &Subject::user(&dora), &w.personal, None).await;
     assert_eq!(plugin.json(&["ls"]), json!([]));
     assert_eq!(plugin.json(&["invitations"]), json!([]));
 }

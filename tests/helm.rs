@@ -168,6 +168,10 @@ fn the_rendered_chart_is_accepted_by_the_api_server() {
                 &values,
                 "--set",
                 "metrics.serviceMonitor.enabled=false",
+                // A dry run creates no namespace, and the chart puts a Role
+                // and RoleBinding in the directory's: use one that exists.
+                "--set",
+                "directory.namespace=default",
             ],
             Some(plane.kubeconfig()),
         )

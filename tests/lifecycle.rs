@@ -13,10 +13,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use support::objects::{apply, events_about, group, organization, user, wait_ready, workspace};
+use support::objects::{
+    DIRECTORY, apply, events_about, group, member, organization, user, wait_directory, wait_ready,
+    workspace,
+};
 use support::operator::{OPERATOR_NAMESPACE, OPERATOR_USER, Operator};
 use tokio::sync::Mutex;
-use workspace_operator::api::{Organization, Workspace};
+use workspace_operator::api::{Organization, Subject, Workspace, WorkspaceMember};
+use workspace_operator::controller::directory::build::entry_name;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -183,6 +187,117 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
             .all(|r| matches!(r.verb.as_str(), "list" | "watch")),
         "only reads after a restart: {}",
         describe(&requests)
+    );
+    second.stop();
+}
+
+/// The members `directory_costs_nothing...` gives each personal workspace:
+/// an invited user, a group and a ServiceAccount (both Active).
+fn directory_members(tag: &str) -> [(Subject, &'static str, &'static str); 3] {
+    [
+        (
+            Subject::user(format!("{tag}-invitee@example.com")),
+            "Developer",
+            "invited",
+        ),
+        (
+            Subject::group(format!("{tag}-team")),
+            "Viewer",
+            "member-viewer",
+        ),
+        (
+            Subject::service_account("ci", format!("{tag}-agent")),
+            "Worker",
+            "member-worker",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_directory_costs_no_writes_when_converged_or_after_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let plane = support::plane();
+    let admin = plane.admin().await;
+    let first = Operator::start(&[]);
+    first.wait_ready(TIMEOUT);
+    let created = create_workspaces(&admin, "dirq", 4).await;
+    wait_converged(&admin, &created).await;
+    let tag = created.org.clone();
+    let personal: Vec<&String> = created.workspaces.iter().step_by(2).collect();
+    for ws in &personal {
+        for (i, (subject, role, _)) in directory_members(&tag).into_iter().enumerate() {
+            let value = serde_json::to_value(&subject).unwrap();
+            apply(&admin, member(ws, &format!("m{i}"), value, role)).await;
+        }
+    }
+    for ws in &personal {
+        for (subject, _, verb) in directory_members(&tag) {
+            wait_directory(&admin, &subject, ws, Some(verb)).await;
+        }
+    }
+    let entries: Vec<String> = directory_members(&tag)
+        .iter()
+        .map(|(subject, _, _)| entry_name(subject))
+        .collect();
+
+    // Converged: touching every member makes the directory look again, and
+    // it writes nothing.
+    let mark = plane.audit_mark();
+    for ws in &personal {
+        let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), ws);
+        for (i, entry) in entries.iter().enumerate() {
+            let touched = members
+                .patch(
+                    &format!("m{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {"touched": "1"}}})),
+                )
+                .await
+                .unwrap();
+            first
+                .wait_reconciled(
+                    "directory",
+                    DIRECTORY,
+                    entry,
+                    &touched.resource_version().unwrap(),
+                    TIMEOUT,
+                )
+                .await;
+        }
+    }
+    let in_directory = |mark| -> Vec<support::AuditedRequest> {
+        plane
+            .writes_since(mark, OPERATOR_USER)
+            .into_iter()
+            .filter(|w| w.namespace == DIRECTORY)
+            .collect()
+    };
+    let writes = in_directory(mark);
+    assert!(
+        writes.is_empty(),
+        "a converged directory wrote:{}",
+        describe(&writes)
+    );
+
+    // kill -9 and start again: every entry is checked, none is written.
+    first.kill9();
+    let mark = plane.audit_mark();
+    let second = Operator::start(&[]);
+    for entry in &entries {
+        support::wait_for(
+            &format!("the restarted operator to check {entry}"),
+            TIMEOUT,
+            || async {
+                (!second.reconciled("directory", DIRECTORY, entry).is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
+    let writes = in_directory(mark);
+    assert!(
+        writes.is_empty(),
+        "a restarted directory wrote:{}",
+        describe(&writes)
     );
     second.stop();
 }

@@ -397,7 +397,8 @@ async fn namespace_state(admin: &Client, name: &str) -> Option<NamespaceState> {
 }
 
 /// Every RoleBinding and ClusterRoleBinding that names `user` (directly, by
-/// one of `groups`, or as its ServiceAccount), as `kind ns/name -> role`.
+/// one of `groups`, or as its ServiceAccount), as `kind ns/name -> role`;
+/// directory entries aside.
 async fn grants_of(admin: &Client, user: &str, groups: &[String]) -> BTreeSet<String> {
     let names = |kind: &str, name: &str, namespace: Option<&str>| match kind {
         "User" => name == user,
@@ -417,6 +418,16 @@ async fn grants_of(admin: &Client, user: &str, groups: &[String]) -> BTreeSet<St
         .expect("list RoleBindings");
     for rb in rbs {
         let ns = rb.namespace().unwrap_or_default();
+        // A directory entry grants nothing (its rules name no request; see
+        // "Finding a user's workspaces" in docs/security.md) and follows a
+        // membership a moment after its binding.
+        if ns == support::objects::DIRECTORY
+            && rb
+                .name_any()
+                .starts_with(workspace_operator::controller::directory::build::PREFIX)
+        {
+            continue;
+        }
         if rb.subjects.iter().flatten().any(|s| {
             names(
                 &s.kind,

@@ -43,8 +43,14 @@ usage: cargo bench --bench perf -- [options]   (or: make bench N=1000)
                              after creating the cluster-scoped RBAC objects N workspaces
                              hold: one admin role and binding per Organization)
   --cli-ls                   instead of the scenarios above: `kubectl workspaces ls` as one
-                             user among N workspaces (no operator; report
-                             target/bench/cli-ls-<N>.json)";
+                             user among N workspaces, read from the workspace directory
+                             (seeded as the operator writes it; no operator; report
+                             target/bench/cli-ls-<N>.json)
+  --scan                     with --cli-ls: the plugin scans every workspace instead, as
+                             against an install without directory (cli-ls-scan-<N>.json)";
+
+/// `ls` runs timed per output format with --cli-ls.
+const CLI_SAMPLES: usize = 20;
 
 struct Run {
     settings: Settings,
@@ -54,6 +60,7 @@ struct Run {
     warm_start: bool,
     authorization_only: bool,
     cli_ls: bool,
+    cli_scan: bool,
 }
 
 fn parse() -> Result<Option<Run>, String> {
@@ -78,6 +85,7 @@ fn parse() -> Result<Option<Run>, String> {
     let mut perf_record = false;
     let mut authorization_only = false;
     let mut cli_ls = false;
+    let mut cli_scan = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -102,6 +110,7 @@ fn parse() -> Result<Option<Run>, String> {
             "--perf-record" => perf_record = true,
             "--authorization-only" => authorization_only = true,
             "--cli-ls" => cli_ls = true,
+            "--scan" => cli_scan = true,
             // Internal: how the harness runs the calibration in a process
             // (and so on a control plane) of its own.
             "--calibration-only" => calibration_only = true,
@@ -119,6 +128,7 @@ fn parse() -> Result<Option<Run>, String> {
     let out = out.unwrap_or_else(|| {
         let kind = match (warm_start, cli_ls) {
             (true, _) => "warm",
+            (_, true) if cli_scan => "cli-ls-scan",
             (_, true) => "cli-ls",
             _ => "perf",
         };
@@ -135,6 +145,7 @@ fn parse() -> Result<Option<Run>, String> {
         warm_start,
         authorization_only,
         cli_ls,
+        cli_scan,
     }))
 }
 
@@ -147,6 +158,7 @@ fn main() {
         warm_start,
         authorization_only,
         cli_ls,
+        cli_scan,
     } = match parse() {
         Ok(Some(run)) => run,
         Ok(None) => {
@@ -181,14 +193,20 @@ fn main() {
     if cli_ls {
         let cost = runtime.block_on(scenarios::cli::run(
             settings.workspaces,
-            5,
+            CLI_SAMPLES,
             settings.setup_concurrency,
+            cli_scan,
         ));
         println!(
-            "kubectl workspaces ls at {} workspaces: p50 {:.0} ms, max {:.0} ms ({} runs, {} of {} found), peak RSS {:.1} MiB",
+            "kubectl workspaces ls at {} workspaces ({}, {} directory objects): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; -o json p50 {:.0} ms, p95 {:.0} ms ({} runs, {} of {} found), peak RSS {:.1} MiB",
             cost.workspaces,
+            cost.source,
+            cost.directory_objects,
             cost.p50_ms,
+            cost.p95_ms,
             cost.max_ms,
+            cost.json_p50_ms,
+            cost.json_p95_ms,
             cost.samples,
             cost.found,
             cost.expected,

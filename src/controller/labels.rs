@@ -19,6 +19,10 @@ pub const MEMBER: &str = "workspaces.dev/member";
 /// Label: the WorkspaceMember whose invitee a Role and RoleBinding let
 /// answer the invitation (the value as for [`MEMBER`]).
 pub const INVITATION: &str = "workspaces.dev/invitation";
+/// Label on a directory entry (Role and RoleBinding in the directory
+/// namespace): the kind of the subject it lists (`User`, `Group`,
+/// `ServiceAccount`).
+pub const DIRECTORY: &str = "workspaces.dev/directory";
 /// Annotation on a namespace: the UID of the Workspace that created (or adopted) it.
 pub const WORKSPACE_UID: &str = "workspaces.dev/workspace-uid";
 /// Label: `User` or `Organization`.
@@ -83,6 +87,7 @@ pub const OPERATOR_KEYS: &[&str] = &[
     WORKSPACE,
     MEMBER,
     INVITATION,
+    DIRECTORY,
     WORKSPACE_UID,
     OWNER_KIND,
     OWNER,

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod backoff;
 pub mod cache;
+pub mod directory;
 pub mod events;
 pub mod fault;
 pub mod index;
@@ -231,6 +232,10 @@ pub async fn run(
     parts.spawn(
         organization::run(ctx.clone(), triggers.organizations)
             .map(|()| "the organization controller stopped"),
+    );
+    parts.spawn(
+        directory::run(ctx.clone(), triggers.directory)
+            .map(|()| "the directory controller stopped"),
     );
     parts.spawn(transfer::run(ctx, triggers.transfers).map(|()| "the transfer controller stopped"));
     supervise(parts, stop).await;

@@ -19,7 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::cache::{self, Cache};
 use super::index::{self, Index};
-use super::transfer;
+use super::{directory, transfer};
 use crate::api::{
     AccountRef, Organization, Workspace, WorkspaceMember, WorkspacePhase, WorkspaceTransfer,
 };
@@ -66,8 +66,8 @@ pub struct World {
     transfer_index: Index<WorkspaceTransfer>,
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
-    /// Members by namespace, ServiceAccount namespace and custom role
-    /// ([`index::member_keys`]).
+    /// Members by namespace, ServiceAccount namespace, custom role
+    /// ([`index::member_keys`]) and directory entry ([`directory::member_keys`]).
     member_index: Index<WorkspaceMember>,
     /// Managed RoleBindings by namespace.
     role_binding_index: Index<RoleBinding>,
@@ -117,6 +117,15 @@ impl World {
             .lookup(&self.members, &index::given_role(name))
     }
 
+    /// The WorkspaceMembers whose subject the directory entry `name` lists.
+    pub fn members_listed_as(&self, name: &str) -> Vec<Arc<WorkspaceMember>> {
+        self.member_index
+            .lookup(&self.members, name)
+            .into_iter()
+            .filter(|m| directory::index_key(m) == name)
+            .collect()
+    }
+
     /// The open WorkspaceTransfers filed under `key` ([`transfer::triggers`]).
     pub fn transfers_under(&self, key: &str) -> Vec<Arc<WorkspaceTransfer>> {
         self.transfer_index.lookup(&self.transfers, key)
@@ -147,6 +156,8 @@ pub struct Triggers {
     pub organizations: UnboundedReceiver<ObjectRef<Organization>>,
     /// WorkspaceTransfers to reconcile.
     pub transfers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>,
+    /// Directory entries to reconcile (by name).
+    pub directory: UnboundedReceiver<ObjectRef<Role>>,
 }
 
 /// The future that drives every watch; it ends only if a watch ends.
@@ -162,12 +173,14 @@ impl World {
         let (to_workspaces, workspace_triggers) = unbounded();
         let (to_members, member_triggers) = unbounded();
         let (to_organizations, organization_triggers) = unbounded();
+        let (to_directory, directory_triggers) = unbounded();
         let router = Router {
             world: world.clone(),
             to_workspaces,
             to_members,
             to_organizations,
             to_transfers,
+            to_directory,
         };
         let mut watches = Watches {
             client,
@@ -189,6 +202,7 @@ impl World {
                 members: member_triggers,
                 organizations: organization_triggers,
                 transfers: transfer_triggers,
+                directory: directory_triggers,
             },
         )
     }
@@ -224,7 +238,7 @@ impl World {
             transfers,
             transfer_index: Index::new(transfer::triggers::index_keys),
             workspace_index: Index::new(index::workspace_keys),
-            member_index: Index::new(index::member_keys),
+            member_index: Index::new(directory::member_keys),
             role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
         };
         let writers = Writers {

@@ -19,9 +19,11 @@ use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
 use super::support;
+use super::support::objects::DIRECTORY;
 use super::support::objects::merge;
 use super::support::operator::OPERATOR_NAMESPACE;
 use super::{own_organization, own_workspace, setup};
+use workspace_operator::controller::directory::build::VERBS as DIRECTORY_VERBS;
 
 /// Label on every bystander object, so that a deletecollection aims at them.
 const BYSTANDER: &str = "security-matrix";
@@ -422,10 +424,14 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
             json!({"metadata": {"labels": {"stolen": "true"}}}),
         ),
     ];
+    // The directory namespace is not a workspace namespace: only the
+    // operator's entries (workspaces.dev:directory:*, in their one shape)
+    // may be written there.
     for ns in [
         "kube-system".to_string(),
         outside.clone(),
         workspace.clone(),
+        DIRECTORY.to_string(),
     ] {
         for (group, version, kind, plural, body, change) in &namespaced {
             if *plural == "events" && ns == workspace {
@@ -440,7 +446,11 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
                 existing,
                 new: {
                     let mut new = body.clone();
-                    let prefix = if *plural == "roles" { "wsi-" } else { "" };
+                    let prefix = match *plural {
+                        "roles" | "rolebindings" if ns == DIRECTORY => "workspaces.dev:directory:",
+                        "roles" => "wsi-",
+                        _ => "",
+                    };
                     merge(
                         &mut new,
                         json!({"metadata": {"name": support::unique(&format!("{prefix}sec-matrix-new"))}}),
@@ -453,6 +463,37 @@ async fn targets(admin: &kube::Client) -> Vec<Target> {
                 change: change.clone(),
             });
         }
+    }
+    // The chart's sign that the directory is kept, which every user's
+    // review shows.
+    let stolen =
+        || json!({"metadata": {"name": support::unique("workspaces.dev:directory:stolen")}});
+    let mut stolen_role = stolen();
+    merge(&mut stolen_role, secrets_rule.clone());
+    let mut stolen_binding = stolen();
+    merge(&mut stolen_binding, binding_to("workspaces:owner"));
+    for (kind, plural, new, change) in [
+        (
+            "Role",
+            "roles",
+            stolen_role,
+            json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        ),
+        (
+            "RoleBinding",
+            "rolebindings",
+            stolen_binding,
+            json!({"subjects": [rule("User", mallory)]}),
+        ),
+    ] {
+        targets.push(Target {
+            gvk: ("rbac.authorization.k8s.io", "v1", kind),
+            plural,
+            namespace: Some(DIRECTORY.to_string()),
+            existing: "workspaces.dev:directory".to_string(),
+            new,
+            change,
+        });
     }
     targets.extend([
         Target {
@@ -608,10 +649,26 @@ async fn workspace_status_attempts(operator: &kube::Client, workspace: &str) -> 
 }
 
 /// The verbs that exist only to be granted: `bind` (a RoleBinding to a
-/// workspace role outside a workspace) and `administer` (counted as a
-/// platform admin: a Workspace for someone else).
+/// workspace role outside a workspace), `administer` (counted as a
+/// platform admin: a Workspace for someone else) and the directory's
+/// relation verbs (a directory entry outside the directory namespace).
 async fn granting_attempts(operator: &kube::Client, verb: &str) -> Vec<Attempt> {
     match verb {
+        relation if DIRECTORY_VERBS.contains(&relation) => {
+            let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+                "metadata": {"name": support::unique("workspaces.dev:directory:stolen")},
+                "rules": [{"apiGroups": ["workspaces.dev"], "resources": ["workspaces"],
+                           "resourceNames": ["x"], "verbs": [relation]}]
+            }))
+            .expect("a Role");
+            vec![(
+                format!("a directory entry with {relation} in kube-system"),
+                Api::namespaced(operator.clone(), "kube-system")
+                    .create(&PostParams::default(), &role)
+                    .await
+                    .map(drop),
+            )]
+        }
         "bind" => {
             let rb: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
                 "metadata": {"name": "stolen-owner"},
@@ -673,7 +730,8 @@ async fn a_stolen_operator_token_is_confined_on_every_verb_of_its_rbac() {
         }
         let rows: Vec<Attempt> = if resource == "workspaces/status" {
             workspace_status_attempts(&operator, &workspace).await
-        } else if verb == "bind" || verb == "administer" {
+        } else if verb == "bind" || verb == "administer" || DIRECTORY_VERBS.contains(&verb.as_str())
+        {
             granting_attempts(&operator, &verb).await
         } else {
             let mut rows = Vec::new();

@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use workspace_operator::api::Workspace;
 
-use super::objects::{member, user, workspace};
+use super::objects::{group, member, workspace};
 
 /// Roles the users hand out.
 const ROLES: [&str; 3] = ["Developer", "Viewer", "Runner"];
@@ -84,7 +84,9 @@ pub async fn user_session(client: Client, prefix: String, n: usize, duration: Du
             let ws = out.kept[rng.usize(..out.kept.len())].clone();
             let colleague = format!("m{}", rng.u8(..3));
             let role = ROLES[rng.usize(..ROLES.len())];
-            let subject = user(&format!("{colleague}-of-{n}@example.com"));
+            // A group: a user would be invited to the personal workspace
+            // and hold nothing until they answered.
+            let subject = group(&format!("{colleague}-of-{n}"));
             let value = member(&ws, &colleague, subject, role);
             // Refused until the namespace exists and the user's Owner role
             // in it is in place: that is part of the load.

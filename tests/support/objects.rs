@@ -366,3 +366,67 @@ pub async fn accept(client: &Client, ns: &str, name: &str, user: &str, timeout: 
     patch_member(&kubectl, ns, name, &response_patch("Accepted")).success();
     wait_member_phase(client, ns, name, "Active", timeout).await;
 }
+
+// ---------------------------------------------------------------------------
+// The workspace directory.
+
+/// The directory namespace of the installed chart (its default).
+pub const DIRECTORY: &str = workspace_operator::config::DEFAULT_DIRECTORY_NAMESPACE;
+
+/// The relations the directory entry of `subject` lists, read as the admin:
+/// `(verb, workspace)` pairs, empty when the subject has no entry (neither
+/// its Role nor its RoleBinding exists).
+pub async fn directory_entry(
+    client: &Client,
+    subject: &workspace_operator::api::Subject,
+) -> Option<Vec<(String, String)>> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use workspace_operator::controller::directory::build::entry_name;
+    let name = entry_name(subject);
+    let role = Api::<Role>::namespaced(client.clone(), DIRECTORY)
+        .get_opt(&name)
+        .await
+        .ok()?;
+    let binding = Api::<RoleBinding>::namespaced(client.clone(), DIRECTORY)
+        .get_opt(&name)
+        .await
+        .ok()?;
+    if role.is_none() && binding.is_none() {
+        return Some(Vec::new());
+    }
+    let mut pairs = Vec::new();
+    for rule in role?.rules.unwrap_or_default() {
+        for verb in &rule.verbs {
+            for ws in rule.resource_names.iter().flatten() {
+                pairs.push((verb.clone(), ws.clone()));
+            }
+        }
+    }
+    binding?;
+    Some(pairs)
+}
+
+/// Waits until the directory entry of `subject` lists `workspace` with
+/// `verb`, or (`verb` None) does not list `workspace` at all.
+pub async fn wait_directory(
+    client: &Client,
+    subject: &workspace_operator::api::Subject,
+    workspace: &str,
+    verb: Option<&str>,
+) {
+    let what = format!("the directory entry of {subject:?} to list {workspace} as {verb:?}");
+    super::wait_for(&what, Duration::from_secs(60), || async {
+        let pairs = directory_entry(client, subject).await?;
+        let listed: Vec<&str> = pairs
+            .iter()
+            .filter(|(_, ws)| ws == workspace)
+            .map(|(v, _)| v.as_str())
+            .collect();
+        let done = match verb {
+            Some(verb) => listed == [verb],
+            None => listed.is_empty(),
+        };
+        done.then_some(())
+    })
+    .await;
+}

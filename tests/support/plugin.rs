@@ -77,3 +77,25 @@ impl Plugin {
         self.output("kubectl", line, args)
     }
 }
+
+/// The names in `ls -o json` (or any list of entries with a `name`).
+pub fn names(entries: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = entries
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|e| e["name"].as_str().expect("a name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The entry for the workspace `name` in `ls -o json`.
+pub fn entry<'a>(entries: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    entries
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {entries}"))
+}

@@ -7,19 +7,26 @@
 //! of their own. The measured user owns two, administers one Organization
 //! (its admin ClusterRole and binding, the shape the operator writes) and
 //! is a member of five more (a RoleBinding to a workspace role in each
-//! namespace). `ls -o json` is then run `samples` times as that user through
-//! an impersonating kubeconfig; the wall time, the plugin's peak memory and
-//! the entries it found are reported.
+//! namespace). The workspace directory holds what the operator would write:
+//! the user's entry (their five memberships) and one entry per other member
+//! subject, N of them, each a Role and a RoleBinding built by the operator's
+//! own code. `ls` (the table) and `ls -o json` (which also reads the five
+//! WorkspaceMembers) are then run `samples` times each as that user through
+//! an impersonating kubeconfig; the wall times, the plugin's peak memory and
+//! the entries it found are reported. `--directory-namespace ''` on the
+//! plugin (`scan: true`) times the scan an install without directory does.
 
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 use serde_json::{Value, json};
-use workspace_operator::api::Workspace;
+use workspace_operator::api::{Subject, Workspace};
+use workspace_operator::config::DEFAULT_DIRECTORY_NAMESPACE as DIRECTORY;
+use workspace_operator::controller::directory::build;
 
 use super::fixtures::{create, for_each_bounded, retry};
 use super::report::percentile;
@@ -35,8 +42,17 @@ const MEMBERSHIPS: usize = 5;
 pub struct ListCost {
     pub workspaces: usize,
     pub samples: usize,
+    /// Where memberships came from: `directory` or `scan`.
+    pub source: String,
+    /// `ls` (the table).
     pub p50_ms: f64,
+    pub p95_ms: f64,
     pub max_ms: f64,
+    /// `ls -o json`.
+    pub json_p50_ms: f64,
+    pub json_p95_ms: f64,
+    /// Roles and RoleBindings in the directory namespace.
+    pub directory_objects: usize,
     /// Entries `ls` printed.
     pub found: usize,
     /// Entries it should print: owned, administered and member of
@@ -122,6 +138,48 @@ async fn seed(admin: &Client, n: usize, concurrency: usize) {
     }
 }
 
+/// Writes the directory entry of `subject` listing `workspaces` with `verb`,
+/// as the operator would.
+async fn entry(admin: &Client, subject: &Subject, workspaces: &[String], verb: &'static str) {
+    let rules = build::rules(workspaces.iter().map(|ws| (ws.as_str(), verb)));
+    let Some((role, binding)) = build::entry(subject, DIRECTORY, rules) else {
+        return;
+    };
+    let role = serde_json::to_value(&role).expect("a Role as JSON");
+    let binding = serde_json::to_value(&binding).expect("a RoleBinding as JSON");
+    create(&Api::<Role>::namespaced(admin.clone(), DIRECTORY), role).await;
+    create(
+        &Api::<RoleBinding>::namespaced(admin.clone(), DIRECTORY),
+        binding,
+    )
+    .await;
+}
+
+/// The directory: the user's entry, and one entry for each of `n` other
+/// member subjects (each a Viewer somewhere). Returns how many objects it
+/// holds.
+async fn seed_directory(admin: &Client, n: usize, concurrency: usize) -> usize {
+    entry(
+        admin,
+        &Subject::user(USER),
+        &memberships(n),
+        "member-developer",
+    )
+    .await;
+    for_each_bounded((0..n).collect(), concurrency, |i| async move {
+        let subject = Subject::user(format!("member-{i}@example.com"));
+        entry(
+            admin,
+            &subject,
+            &[format!("ls-{}", (i * 7 + 3) % n)],
+            "member-viewer",
+        )
+        .await;
+    })
+    .await;
+    2 * (n + 1)
+}
+
 /// The children's peak resident memory so far, in MiB.
 fn children_peak_rss_mib() -> f64 {
     // SAFETY: rusage is plain old data (all zeroes is a valid value), and
@@ -134,8 +192,9 @@ fn children_peak_rss_mib() -> f64 {
     usage.ru_maxrss as f64 / 1024.0
 }
 
-/// Seeds `n` workspaces and times `samples` runs of `ls`.
-pub async fn run(n: usize, samples: usize, concurrency: usize) -> ListCost {
+/// Seeds `n` workspaces and the directory, and times `samples` runs of
+/// `ls` (from the directory, or with `scan` by a review per workspace).
+pub async fn run(n: usize, samples: usize, concurrency: usize, scan: bool) -> ListCost {
     let plane = tokio::task::block_in_place(crate::support::plane);
     let admin = plane.admin().await;
     let started = Instant::now();
@@ -144,20 +203,45 @@ pub async fn run(n: usize, samples: usize, concurrency: usize) -> ListCost {
         "perf: {n} workspaces seeded in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    let started = Instant::now();
+    let directory_objects = seed_directory(&admin, n, concurrency).await;
+    eprintln!(
+        "perf: {directory_objects} directory objects seeded in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     let plugin = Plugin::as_user(USER, &[]);
-    let mut times = Vec::new();
-    let mut found = 0;
-    for _ in 0..samples.max(1) {
+    let directory = if scan { "" } else { DIRECTORY };
+    let timed = |args: &[&str]| {
+        let mut all = vec!["--directory-namespace", directory];
+        all.extend(args);
         let started = Instant::now();
-        let listed = tokio::task::block_in_place(|| plugin.json(&["ls"]));
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let run = tokio::task::block_in_place(|| plugin.run(&all).success());
+        (started.elapsed().as_secs_f64() * 1000.0, run)
+    };
+    let (mut table, mut json, mut found) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..samples.max(1) {
+        table.push(timed(&["ls"]).0);
+        let (ms, run) = timed(&["ls", "-o", "json"]);
+        json.push(ms);
+        let listed: Value = serde_json::from_str(&run.stdout).unwrap_or_default();
         found = listed.as_array().map(Vec::len).unwrap_or_default();
     }
+    let wide = timed(&["ls", "-o", "wide"]).1.stderr;
     ListCost {
         workspaces: n,
-        samples: times.len(),
-        p50_ms: percentile(&times, 50.0),
-        max_ms: times.iter().cloned().fold(0.0, f64::max),
+        samples: table.len(),
+        source: if wide.contains("directory (") {
+            "directory"
+        } else {
+            "scan"
+        }
+        .into(),
+        p50_ms: percentile(&table, 50.0),
+        p95_ms: percentile(&table, 95.0),
+        max_ms: table.iter().cloned().fold(0.0, f64::max),
+        json_p50_ms: percentile(&json, 50.0),
+        json_p95_ms: percentile(&json, 95.0),
+        directory_objects,
         found,
         expected: expected(n),
         peak_rss_mib: children_peak_rss_mib(),

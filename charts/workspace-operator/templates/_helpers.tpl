@@ -46,6 +46,11 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "workspace-operator.se
 {{/* The reserved namespaces: the release's own first, then the configured ones. */}}
 {{- define "workspace-operator.reservedNamespaces" -}}
 {{- $names := list .Release.Namespace -}}
+{{- with .Values.directory.namespace -}}
+{{- if not (has . $names) -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- end -}}
 {{- range .Values.policy.reservedNamespaces -}}
 {{- if not (has . $names) -}}
 {{- $names = append $names . -}}

@@ -18,8 +18,9 @@ use crate::workspaces;
 pub async fn list(client: &Client, format: Format) -> Result<()> {
     let me = Identity::of(client).await?;
     let every = workspaces::all(client).await?;
-    let open: Vec<Entry> = list::discover(client, &me, every)
+    let open: Vec<Entry> = list::discover(client, &me, every, false)
         .await?
+        .0
         .into_iter()
         .filter(|e| e.via == "invited")
         .collect();

@@ -5,11 +5,16 @@
 //!   owning Organization they administer (the SelfSubjectRulesReview of
 //!   [`Identity`] names those Organizations), from the Workspace list that
 //!   every authenticated user may read;
-//! - memberships and invitations: for each remaining Workspace with a
-//!   namespace, a SelfSubjectRulesReview in that namespace, asked
-//!   concurrently. The caller holds a role there (reads pods), or holds an
-//!   invitee's grant on one WorkspaceMember by name; nothing is learnt about
-//!   namespaces the caller has no rule in.
+//! - memberships and invitations: from the workspace directory
+//!   ([`directory`]), one SelfSubjectRulesReview in its namespace; then, only
+//!   for an open invitation, a review in that workspace's namespace (the
+//!   member to answer), and only for `-o wide|json|yaml`, each found
+//!   member's WorkspaceMember (name and group);
+//! - without a directory (an older install), the scan: for each remaining
+//!   Workspace with a namespace, a SelfSubjectRulesReview in that
+//!   namespace, asked concurrently. The caller holds a role there (reads
+//!   pods), or holds an invitee's grant on one WorkspaceMember by name;
+//!   nothing is learnt about namespaces the caller has no rule in.
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::authorization::v1::ResourceRule;
@@ -19,6 +24,7 @@ use serde::Serialize;
 use workspace_operator::api::{AccountKind, MemberPhase, SubjectKind, Workspace, WorkspaceMember};
 
 use crate::access::{self, Identity, allows, named};
+use crate::directory::{self, Relations};
 use crate::error::{Error, Result};
 use crate::output::{self, Format, cell};
 use crate::workspaces;
@@ -81,9 +87,23 @@ pub fn ownership(me: &Identity, ws: &Workspace) -> Option<String> {
     }
 }
 
+/// Where the memberships and invitations came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The workspace directory.
+    Directory,
+    /// A review in every workspace namespace (no directory in the cluster).
+    Scan,
+}
+
 /// The caller's workspaces among `all`: owned, administered, member of,
-/// invited to.
-pub async fn discover(client: &Client, me: &Identity, all: Vec<Workspace>) -> Result<Vec<Entry>> {
+/// invited to; with `details`, the WorkspaceMember behind each membership.
+pub async fn discover(
+    client: &Client,
+    me: &Identity,
+    all: Vec<Workspace>,
+    details: bool,
+) -> Result<(Vec<Entry>, Source)> {
     let mut found = Vec::new();
     let mut rest = Vec::new();
     for ws in all {
@@ -92,6 +112,11 @@ pub async fn discover(client: &Client, me: &Identity, all: Vec<Workspace>) -> Re
             None if workspaces::held_namespace(&ws).is_some() => rest.push(ws),
             None => {}
         }
+    }
+    if let Some(listed) = directory::read(client, me).await? {
+        found.extend(from_directory(client, me, rest, &listed, details).await?);
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        return Ok((found, Source::Directory));
     }
     if me.reads_every_namespace {
         eprintln!(
@@ -115,7 +140,58 @@ pub async fn discover(client: &Client, me: &Identity, all: Vec<Workspace>) -> Re
         found.extend(ok.into_iter().flatten().flatten());
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((found, Source::Scan))
+}
+
+/// The entries of the Workspaces among `rest` that the directory lists for
+/// the caller: a membership at once (with its WorkspaceMember when
+/// `details`), an invitation with the member to answer (a review in its
+/// namespace).
+async fn from_directory(
+    client: &Client,
+    me: &Identity,
+    rest: Vec<Workspace>,
+    listed: &Relations,
+    details: bool,
+) -> Result<Vec<Entry>> {
+    let listed_here = rest
+        .into_iter()
+        .filter_map(|ws| Some((listed.get(&ws.name_any())?, ws)));
+    let looked_up: Vec<Result<Vec<Entry>>> = stream::iter(listed_here)
+        .map(|(verbs, ws)| async move {
+            let ns = workspaces::namespace(&ws);
+            match directory::role(verbs) {
+                Some(role) if details => Ok(vec![member_details(client, me, &ws, &ns, role).await]),
+                Some(role) => Ok(vec![Entry::of(&ws, role, "member".to_string())]),
+                None => {
+                    let rules = access::rules_in_retrying(client, &ns).await?;
+                    Ok(invitations_in(client, me, &ws, &ns, &rules).await)
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut found = Vec::new();
+    for entries in looked_up {
+        found.extend(entries?);
+    }
     Ok(found)
+}
+
+/// A membership the directory lists, with the WorkspaceMember that gives it
+/// when the caller may read it; else the directory's `role`.
+async fn member_details(
+    client: &Client,
+    me: &Identity,
+    ws: &Workspace,
+    ns: &str,
+    role: &str,
+) -> Entry {
+    match my_member(client, me, ns).await {
+        Some(m) => member_entry(ws, &m, role),
+        None => Entry::of(ws, role, "member".to_string()),
+    }
 }
 
 /// What the caller is in `ws`'s namespace: a member, invited, or nothing.
@@ -140,33 +216,41 @@ async fn membership(
     ns: &str,
     rules: &[ResourceRule],
 ) -> Entry {
+    match my_member(client, me, ns).await {
+        Some(m) => member_entry(ws, &m, &role_from_rules(rules)),
+        None => Entry::of(ws, &role_from_rules(rules), "member".to_string()),
+    }
+}
+
+/// The caller's Active WorkspaceMember in `ns` (theirs, or one of their
+/// groups'), when they may list the members there.
+async fn my_member(client: &Client, me: &Identity, ns: &str) -> Option<WorkspaceMember> {
     let members = Api::<WorkspaceMember>::namespaced(client.clone(), ns)
         .list(&Default::default())
         .await
         .map(|l| l.items)
         .unwrap_or_default();
-    let mine = members.iter().find(|m| {
+    members.into_iter().find(|m| {
         subject_is(me, m, ns)
             && m.status.as_ref().and_then(|s| s.phase) == Some(MemberPhase::Active)
-    });
-    match mine {
-        Some(m) => {
-            let role = m
-                .spec
-                .role
-                .map(|r| r.to_string())
-                .or_else(|| m.spec.cluster_role_name().map(str::to_string))
-                .unwrap_or_else(|| role_from_rules(rules));
-            let via = match m.spec.subject.kind {
-                SubjectKind::Group => format!("group {}", m.spec.subject.name),
-                _ => "member".to_string(),
-            };
-            let mut entry = Entry::of(ws, &role, via);
-            entry.member = Some(m.name_any());
-            entry
-        }
-        None => Entry::of(ws, &role_from_rules(rules), "member".to_string()),
-    }
+    })
+}
+
+/// The entry of the membership `m` gives in `ws` (`role` when it names none).
+fn member_entry(ws: &Workspace, m: &WorkspaceMember, role: &str) -> Entry {
+    let role = m
+        .spec
+        .role
+        .map(|r| r.to_string())
+        .or_else(|| m.spec.cluster_role_name().map(str::to_string))
+        .unwrap_or_else(|| role.to_string());
+    let via = match m.spec.subject.kind {
+        SubjectKind::Group => format!("group {}", m.spec.subject.name),
+        _ => "member".to_string(),
+    };
+    let mut entry = Entry::of(ws, &role, via);
+    entry.member = Some(m.name_any());
+    entry
 }
 
 /// Whether `m`'s subject is the caller: their username, one of their
@@ -244,18 +328,36 @@ pub async fn invitations_in(
 pub async fn ls(client: &Client, all: bool, format: Format) -> Result<()> {
     let me = Identity::of(client).await?;
     let every = workspaces::all(client).await?;
-    let entries = if all {
-        every
+    if all {
+        let entries: Vec<Entry> = every
             .iter()
             .map(|ws| match ownership(&me, ws) {
                 Some(via) => Entry::of(ws, "Owner", via),
                 None => Entry::of(ws, "-", "-".to_string()),
             })
-            .collect()
-    } else {
-        discover(client, &me, every).await?
-    };
+            .collect();
+        return print_entries(&entries, format);
+    }
+    let (entries, source) = discover(client, &me, every, format != Format::Table).await?;
+    if format == Format::Wide {
+        eprintln!("{}", source_note(source));
+    }
     print_entries(&entries, format)
+}
+
+/// Says where `ls -o wide` found memberships and invitations.
+fn source_note(source: Source) -> String {
+    match source {
+        Source::Directory => format!(
+            "memberships from the workspace directory (namespace {})",
+            directory::namespace()
+        ),
+        Source::Scan => format!(
+            "memberships from a scan of every workspace namespace (no workspace directory in \
+             namespace {})",
+            directory::namespace()
+        ),
+    }
 }
 
 fn print_entries(entries: &[Entry], format: Format) -> Result<()> {

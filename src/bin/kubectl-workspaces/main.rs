@@ -7,6 +7,7 @@
 //! `docs/security.md`).
 
 mod access;
+mod directory;
 mod error;
 mod invitations;
 mod kubeconfig;
@@ -35,6 +36,16 @@ struct Cli {
     /// The kubeconfig context to use (default: the current context).
     #[arg(long, global = true, value_name = "NAME")]
     context: Option<String>,
+    /// The namespace of the operator's workspace directory (empty: always
+    /// scan every workspace, as against an install without one).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAMESPACE",
+        env = "KUBECTL_WORKSPACES_DIRECTORY",
+        default_value = workspace_operator::config::DEFAULT_DIRECTORY_NAMESPACE
+    )]
+    directory_namespace: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,6 +154,7 @@ async fn client(cli: &Cli) -> Result<Client> {
 
 async fn run(cli: Cli) -> Result<()> {
     let client = client(&cli).await?;
+    directory::set_namespace(cli.directory_namespace.clone());
     let files = kubeconfig::Files::locate(cli.kubeconfig.as_deref());
     match cli.command {
         Command::Whoami { output } => access::whoami(&client, output).await,

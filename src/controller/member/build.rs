@@ -51,7 +51,7 @@ pub fn describe(subject: &Subject) -> String {
 
 /// FNV-1a, 64 bits: a stable hash for shortening generated names (not a
 /// security boundary; names are also checked by ownerReference).
-pub(super) fn fnv64(text: &str) -> u64 {
+pub(crate) fn fnv64(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })

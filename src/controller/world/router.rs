@@ -2,7 +2,7 @@
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -11,7 +11,7 @@ use crate::api::{
     AccountRef, MemberPhase, Organization, Workspace, WorkspaceMember, WorkspaceTransfer,
 };
 use crate::controller::index::{self};
-use crate::controller::{labels, member, transfer};
+use crate::controller::{directory, labels, member, transfer};
 
 use super::World;
 
@@ -23,6 +23,7 @@ pub(super) struct Router {
     pub(super) to_members: UnboundedSender<ObjectRef<WorkspaceMember>>,
     pub(super) to_organizations: UnboundedSender<ObjectRef<Organization>>,
     pub(super) to_transfers: UnboundedSender<ObjectRef<WorkspaceTransfer>>,
+    pub(super) to_directory: UnboundedSender<ObjectRef<Role>>,
 }
 
 impl Router {
@@ -44,6 +45,19 @@ impl Router {
             .get(&ObjectRef::new(&t.spec.workspace))
         {
             self.members_of_workspace(&ws);
+        }
+    }
+
+    /// Queues the directory entry `entry`.
+    pub(super) fn directory(&self, entry: ObjectRef<Role>) {
+        let _ = self.to_directory.unbounded_send(entry);
+    }
+
+    /// A managed Role: a directory entry's, or an invitee's answering grant.
+    pub(super) fn on_role(&self, role: &Role) {
+        match directory::entry_of(role) {
+            Some(entry) => self.directory(entry),
+            None => self.on_invitation_grant(role),
         }
     }
 
@@ -172,6 +186,7 @@ impl Router {
             self.workspace(&name);
         }
         self.member(&ns, &changed.name_any());
+        self.directory(ObjectRef::new(&directory::index_key(changed)));
         self.transfers(transfer::triggers::on_member(&self.world, changed));
         let subject = &changed.spec.subject;
         self.members_in(&ns, |m| {
@@ -183,6 +198,10 @@ impl Router {
     /// A member's RoleBinding triggers its member (named by the controller
     /// ownerReference); the Workspace's own bindings trigger the Workspace.
     pub(super) fn on_role_binding(&self, rb: &RoleBinding) {
+        if let Some(entry) = directory::entry_of(rb) {
+            self.directory(entry);
+            return;
+        }
         if rb.labels().contains_key(labels::INVITATION) {
             self.on_invitation_grant(rb);
             return;

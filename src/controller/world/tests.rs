@@ -128,7 +128,7 @@ fn empty_world() -> World {
         transfers: cache::cache().0,
         transfer_index: Index::new(transfer::triggers::index_keys),
         workspace_index: Index::new(index::workspace_keys),
-        member_index: Index::new(index::member_keys),
+        member_index: Index::new(directory::member_keys),
         role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
     }
 }
@@ -142,6 +142,7 @@ fn a_deleted_namespace_is_routed_to_the_workspace_its_label_names() {
         to_members: unbounded().0,
         to_organizations: unbounded().0,
         to_transfers: unbounded().0,
+        to_directory: unbounded().0,
     };
     // The delete event's copy: the cache has dropped the namespace
     // already, and no cached Workspace names it in its spec.

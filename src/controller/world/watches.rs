@@ -142,13 +142,7 @@ impl Watches<'_> {
             "rolebindings",
             Router::on_role_binding,
         );
-        self.add(
-            &managed,
-            w.role,
-            None,
-            "roles",
-            Router::on_invitation_grant::<Role>,
-        );
+        self.add(&managed, w.role, None, "roles", Router::on_role);
         self.add(
             &managed,
             w.cluster_role,
