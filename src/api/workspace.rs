@@ -227,6 +227,18 @@ pub struct WorkspaceStatus {
 }
 
 impl WorkspaceSpec {
+    /// A spec owned by `owner`, everything else left to its default.
+    pub fn owned_by(owner: AccountRef) -> Self {
+        Self {
+            owner,
+            handle: None,
+            description: None,
+            namespace: None,
+            deletion_policy: Default::default(),
+            deletion_protection: false,
+        }
+    }
+
     /// The handle in effect: `spec.handle`, or the Workspace name when unset.
     pub fn effective_handle<'a>(&'a self, name: &'a str) -> &'a str {
         match self.handle.as_deref() {

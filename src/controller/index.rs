@@ -306,17 +306,7 @@ pub(super) mod tests {
     fn a_workspace_waits_under_its_owner_until_it_is_active() {
         use crate::api::{WorkspaceSpec, WorkspaceStatus};
         let owner = AccountRef::organization("acme");
-        let mut ws = Workspace::new(
-            "prod",
-            WorkspaceSpec {
-                owner: owner.clone(),
-                handle: None,
-                description: None,
-                namespace: None,
-                deletion_policy: Default::default(),
-                deletion_protection: false,
-            },
-        );
+        let mut ws = Workspace::new("prod", WorkspaceSpec::owned_by(owner.clone()));
         let waiting = waiting_of(&owner);
         assert!(workspace_keys(&ws).contains(&waiting));
         ws.status = Some(WorkspaceStatus {

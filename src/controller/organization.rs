@@ -347,17 +347,7 @@ mod tests {
     }
 
     fn workspace(name: &str, owner: AccountRef) -> Arc<Workspace> {
-        Arc::new(Workspace::new(
-            name,
-            WorkspaceSpec {
-                owner,
-                handle: None,
-                description: None,
-                namespace: None,
-                deletion_policy: Default::default(),
-                deletion_protection: false,
-            },
-        ))
+        Arc::new(Workspace::new(name, WorkspaceSpec::owned_by(owner)))
     }
 
     fn now() -> Time {

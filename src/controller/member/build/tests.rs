@@ -30,17 +30,7 @@ fn at(seconds: i64) -> Time {
 }
 
 fn workspace(owner: AccountRef, phase: WorkspacePhase) -> Workspace {
-    let mut ws = Workspace::new(
-        NS,
-        WorkspaceSpec {
-            owner,
-            handle: None,
-            description: None,
-            namespace: None,
-            deletion_policy: Default::default(),
-            deletion_protection: false,
-        },
-    );
+    let mut ws = Workspace::new(NS, WorkspaceSpec::owned_by(owner));
     ws.metadata.uid = Some("ws-uid".into());
     ws.status = Some(WorkspaceStatus {
         phase: Some(phase),

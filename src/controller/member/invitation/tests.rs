@@ -17,17 +17,7 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 fn workspace(owner: AccountRef) -> Workspace {
-    Workspace::new(
-        "acme-prod",
-        WorkspaceSpec {
-            owner,
-            handle: None,
-            description: None,
-            namespace: None,
-            deletion_policy: Default::default(),
-            deletion_protection: false,
-        },
-    )
+    Workspace::new("acme-prod", WorkspaceSpec::owned_by(owner))
 }
 
 fn personal() -> Workspace {

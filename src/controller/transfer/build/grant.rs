@@ -87,14 +87,7 @@ pub fn readers(inputs: &Inputs<'_>, owner_members: &[RbacSubject]) -> Vec<RbacSu
         None => {
             let stub = Workspace::new(
                 &inputs.transfer.spec.workspace,
-                crate::api::WorkspaceSpec {
-                    owner: inputs.transfer.spec.to.clone(),
-                    handle: None,
-                    description: None,
-                    namespace: None,
-                    deletion_policy: Default::default(),
-                    deletion_protection: false,
-                },
+                crate::api::WorkspaceSpec::owned_by(inputs.transfer.spec.to.clone()),
             );
             owner_subjects(&stub, inputs.target_org)
         }
