@@ -56,13 +56,11 @@ async fn assert_may(user: &str, ns: &str, checks: &[(&str, &str, Option<&str>, b
     }
 }
 
-/// Waits until `user`'s answer to `verb` on `resource` `name` in `ns` is `want`.
+/// Waits until `user`'s answer to `verb` on `resource` `name` (none when
+/// empty) in `ns` is `want`.
 async fn wait_may(user: &str, ns: &str, verb: &str, resource: &str, name: &str, want: bool) {
-    let what = format!("{user} may {verb} {resource} {name} in {ns}: {want}");
-    support::wait_for(&what, TIMEOUT, || async {
-        (can(user, &[], verb, resource, Some(ns), Some(name)).await == want).then_some(())
-    })
-    .await;
+    let name = Some(name).filter(|n| !n.is_empty());
+    support::objects::wait_can(user, &[], verb, resource, Some(ns), name, want).await;
 }
 
 /// Waits until `user` may (`want`) answer, that is patch, the member `name`.

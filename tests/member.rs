@@ -151,14 +151,6 @@ async fn bindings_of(client: &Client, ns: &str, member: &str) -> Vec<RoleBinding
         .items
 }
 
-async fn wait_can(user: &str, groups: &[&str], verb: &str, resource: &str, ns: &str, want: bool) {
-    let what = format!("{user} can {verb} {resource} in {ns}: {want}");
-    support::wait_for(&what, TIMEOUT, || async {
-        (can(user, groups, verb, resource, Some(ns), None).await == want).then_some(())
-    })
-    .await;
-}
-
 async fn delete_member(client: &Client, ns: &str, name: &str) {
     Api::<WorkspaceMember>::namespaced(client.clone(), ns)
         .delete(name, &DeleteParams::default())
@@ -385,7 +377,7 @@ async fn role_change_swaps_the_binding_without_a_gap() {
     let dana = format!("dana-{ws}@example.com");
     apply(&admin, member(&ws, "dana", user(&dana), "Viewer")).await;
     wait_active(&admin, &ws, "dana").await;
-    wait_can(&dana, &[], "list", "pods", &ws, true).await;
+    objects::wait_can(&dana, &[], "list", "pods", Some(&ws), None, true).await;
     assert!(!can(&dana, &[], "create", "deployments.apps", Some(&ws), None).await);
 
     // Watch dana's access continuously while the role changes.
@@ -418,7 +410,16 @@ async fn role_change_swaps_the_binding_without_a_gap() {
         m.status.unwrap().role_binding.as_deref(),
         Some("wsm-dana-developer")
     );
-    wait_can(&dana, &[], "create", "deployments.apps", &ws, true).await;
+    objects::wait_can(
+        &dana,
+        &[],
+        "create",
+        "deployments.apps",
+        Some(&ws),
+        None,
+        true,
+    )
+    .await;
     support::wait_for("the old binding to be gone", TIMEOUT, || async {
         let names: Vec<String> = bindings_of(&admin, &ws, "dana")
             .await
@@ -494,12 +495,13 @@ async fn a_second_member_for_the_same_subject_is_a_duplicate_until_the_first_goe
     // The first one goes: the duplicate takes over.
     delete_member(&admin, &ws, "erin").await;
     wait_active(&admin, &ws, "erin-again").await;
-    wait_can(
+    objects::wait_can(
         &erin,
         &[],
         "create",
         "workspacemembers.workspaces.dev",
-        &ws,
+        Some(&ws),
+        None,
         true,
     )
     .await;
@@ -634,7 +636,7 @@ async fn only_an_assignable_custom_role_is_bound() {
         rb_name.starts_with("wsm-frank-member-tests-configmap-reader-"),
         "{rb_name}"
     );
-    wait_can(&frank, &[], "list", "configmaps", &ws, true).await;
+    objects::wait_can(&frank, &[], "list", "configmaps", Some(&ws), None, true).await;
     assert!(!can(&frank, &[], "list", "pods", Some(&ws), None).await);
 
     for (name, cluster_role) in [
@@ -677,7 +679,16 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     apply(&admin, member(&ws, "eng", group(&team), "Developer")).await;
     wait_active(&admin, &ws, "eng").await;
     let someone = format!("someone@{org}.io");
-    wait_can(&someone, &[&team], "create", "deployments.apps", &ws, true).await;
+    objects::wait_can(
+        &someone,
+        &[&team],
+        "create",
+        "deployments.apps",
+        Some(&ws),
+        None,
+        true,
+    )
+    .await;
 
     // bob is not in the organization.
     apply(&admin, member(&ws, "bob", user(&bob), "Viewer")).await;
@@ -720,13 +731,13 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     )
     .await;
     wait_active(&admin, &ws, "bob").await;
-    wait_can(&bob, &[], "list", "pods", &ws, true).await;
+    objects::wait_can(&bob, &[], "list", "pods", Some(&ws), None, true).await;
     wait_member_count(&admin, &ws, 3).await;
 
     // Removing him takes the access away again.
     apply(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
     wait_member(&admin, &ws, "bob", "False", "NotAnOrganizationMember").await;
-    wait_can(&bob, &[], "list", "pods", &ws, false).await;
+    objects::wait_can(&bob, &[], "list", "pods", Some(&ws), None, false).await;
     // The organization's admin kept Owner throughout.
     assert!(
         can(
@@ -818,9 +829,18 @@ async fn a_deleted_member_loses_access_and_the_owner_never_does() {
     wait_active(&admin, &ws, "ivy").await;
     wait_active(&admin, &ws, "owner-as-viewer").await;
     wait_member_count(&admin, &ws, 2).await;
-    wait_can(&ivy, &[], "create", "deployments.apps", &ws, true).await;
+    objects::wait_can(
+        &ivy,
+        &[],
+        "create",
+        "deployments.apps",
+        Some(&ws),
+        None,
+        true,
+    )
+    .await;
     delete_member(&admin, &ws, "ivy").await;
-    wait_can(&ivy, &[], "list", "pods", &ws, false).await;
+    objects::wait_can(&ivy, &[], "list", "pods", Some(&ws), None, false).await;
     wait_member_count(&admin, &ws, 1).await;
     delete_member(&admin, &ws, "owner-as-viewer").await;
     wait_member_count(&admin, &ws, 0).await;
@@ -900,7 +920,7 @@ async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_c
         rb.metadata.deletion_timestamp.is_none().then_some(())
     })
     .await;
-    wait_can(&kim, &[], "create", "jobs.batch", &ws, true).await;
+    objects::wait_can(&kim, &[], "create", "jobs.batch", Some(&ws), None, true).await;
 
     let operator = operator();
     let repairs_before = operator.reconciled("member", &ws, "kim").len();

@@ -198,28 +198,6 @@ async fn wait_ready(admin: &Client, name: &str, status: &str, reason: &str) -> S
         .unwrap_or_default()
 }
 
-/// Waits until `user` can `verb` `resource` (as `support::can_i` takes it).
-async fn wait_can(
-    user: &str,
-    groups: &[&str],
-    verb: &str,
-    resource: &str,
-    ns: Option<&str>,
-    name: Option<&str>,
-) {
-    let client = client_as(user, groups).await;
-    let what = format!("{user} to be allowed to {verb} {resource} {ns:?}/{name:?}");
-    support::wait_for(&what, TIMEOUT, || {
-        let client = client.clone();
-        async move {
-            support::can_i(&client, verb, resource, ns, name)
-                .await
-                .then_some(())
-        }
-    })
-    .await;
-}
-
 /// The admission policies are loaded by the API server a moment after they
 /// are created; waits until they answer.
 async fn wait_for_policies() {
@@ -276,13 +254,14 @@ async fn own_workspace(admin: &Client, owner: &str, prefix: &str, extra: Value) 
     )
     .await;
     wait_ready(admin, &name, "True", "Provisioned").await;
-    wait_can(
+    objects::wait_can(
         owner,
         &[],
         "create",
         "workspacemembers.workspaces.dev",
         Some(&name),
         None,
+        true,
     )
     .await;
     name
@@ -300,22 +279,24 @@ async fn own_organization(
     let name = support::unique(prefix);
     apply(admin, organization(&name, admins, members, extra)).await;
     for a in admins {
-        wait_can(
+        objects::wait_can(
             a,
             &[],
             "administer",
             "organizations.workspaces.dev",
             None,
             Some(&name),
+            true,
         )
         .await;
-        wait_can(
+        objects::wait_can(
             a,
             &[],
             "patch",
             "organizations.workspaces.dev",
             None,
             Some(&name),
+            true,
         )
         .await;
     }
@@ -629,13 +610,14 @@ async fn a_developer_cannot_create_an_owner_member() {
         member(&ws, "devs", group(&devs), json!({"role": "Developer"})),
     )
     .await;
-    wait_can(
+    objects::wait_can(
         &dave,
         &[&devs],
         "create",
         "deployments.apps",
         Some(&ws),
         None,
+        true,
     )
     .await;
 
@@ -708,13 +690,14 @@ async fn a_member_manager_cannot_grant_a_role_it_may_not_bind() {
                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": manny}]}),
     )
     .await;
-    wait_can(
+    objects::wait_can(
         &manny,
         &[],
         "create",
         "workspacemembers.workspaces.dev",
         Some(&ws),
         None,
+        true,
     )
     .await;
 
@@ -941,22 +924,24 @@ async fn a_service_account_of_another_tenant_is_not_admitted_to_an_organization_
     )
     .await;
     wait_ready(&admin, &ws, "True", "Provisioned").await;
-    wait_can(
+    objects::wait_can(
         &olga,
         &[],
         "create",
         "workspacemembers.workspaces.dev",
         Some(&ws),
         None,
+        true,
     )
     .await;
-    wait_can(
+    objects::wait_can(
         &olga,
         &[],
         "administer",
         "workspaces.workspaces.dev",
         Some(&ws),
         Some(&ws),
+        true,
     )
     .await;
 
@@ -1064,13 +1049,14 @@ async fn only_the_invitee_answers_an_invitation() {
         .await;
     }
     // The invitee answers, through the grant the operator gives him.
-    wait_can(
+    objects::wait_can(
         &bob,
         &[],
         "patch",
         "workspacemembers.workspaces.dev",
         Some(&ws),
         Some("bob"),
+        true,
     )
     .await;
     Api::<WorkspaceMember>::namespaced(client_as(&bob, &[]).await, &ws)
@@ -1452,13 +1438,14 @@ async fn a_protected_workspace_is_not_deleted_until_protection_is_lifted() {
                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pat}]}),
     )
     .await;
-    wait_can(
+    objects::wait_can(
         &pat,
         &[],
         "deletecollection",
         "workspaces.workspaces.dev",
         None,
         None,
+        true,
     )
     .await;
     let platform: Api<Workspace> = Api::all(client_as(&pat, &[]).await);
@@ -1687,13 +1674,14 @@ async fn the_operators_rolebindings_are_restored_and_never_grant_more() {
     )
     .await;
     restored("the owner binding to be replaced with the Owner role").await;
-    wait_can(
+    objects::wait_can(
         &owner,
         &[],
         "create",
         "workspacemembers.workspaces.dev",
         Some(&ws),
         None,
+        true,
     )
     .await;
     inv.hold("the owner binding was replaced").await;
@@ -2053,13 +2041,14 @@ async fn owner_members_of_a_namespace_a_workspace_does_not_hold_never_change_its
     .await;
     support::objects::wait_member_phase(&admin, &held, "friend", "Invited", TIMEOUT).await;
     support::objects::accept(&admin, &held, "friend", &friend, TIMEOUT).await;
-    wait_can(
+    objects::wait_can(
         &friend,
         &[],
         "administer",
         "workspaces.workspaces.dev",
         Some(&held),
         Some(&held),
+        true,
     )
     .await;
 

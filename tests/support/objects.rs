@@ -251,8 +251,9 @@ pub async fn wait_workspace_until(
     .await
 }
 
-/// Waits until the Workspace's Ready condition has `status` and, when given,
-/// `reason`; returns the Workspace.
+/// Waits until the Workspace's status is about its current generation and
+/// its Ready condition has `status` and, when given, `reason`; returns the
+/// Workspace.
 pub async fn wait_ready(
     client: &Client,
     name: &str,
@@ -265,7 +266,8 @@ pub async fn wait_ready(
         None => format!("workspace {name} to be Ready={status}"),
     };
     wait_workspace_until(client, name, &what, timeout, |ws| {
-        ready(ws).is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
+        observed(ws)
+            && ready(ws).is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
     })
     .await
 }
@@ -427,6 +429,24 @@ pub async fn wait_directory(
             None => listed.is_empty(),
         };
         done.then_some(())
+    })
+    .await;
+}
+
+/// Waits (at most a minute) until the API server's answer to whether `user`
+/// in `groups` may `verb` `resource` (as [`can`] takes it) is `want`.
+pub async fn wait_can(
+    user: &str,
+    groups: &[&str],
+    verb: &str,
+    resource: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+    want: bool,
+) {
+    let what = format!("{user} may {verb} {resource} {ns:?}/{name:?}: {want}");
+    super::wait_for(&what, Duration::from_secs(60), || async {
+        (can(user, groups, verb, resource, ns, name).await == want).then_some(())
     })
     .await;
 }
