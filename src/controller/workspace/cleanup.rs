@@ -18,7 +18,7 @@ use super::{
     CONTROLLER, Error, STALE_REQUEUE, build, defaults, publish, set_finalizers, sync_optional,
     write_status,
 };
-use crate::api::conditions::{self, NewCondition, reason};
+use crate::api::conditions::{self, Progress, reason};
 use crate::api::{Workspace, WorkspacePhase};
 use crate::controller::apply::{Finalizers, delete_if_present};
 use crate::controller::{Action, Context, labels};
@@ -163,14 +163,15 @@ async fn delete_namespace(
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let message =
         format!("Namespace {ns_name} is being deleted; the Workspace goes once it is gone.");
-    conditions::set_condition(
+    // The deletion itself is a new generation: the status says it saw it.
+    let generation = ws.meta().generation;
+    status.observed_generation = generation;
+    conditions::set_outcome(
         &mut status.conditions,
-        NewCondition::new(conditions::READY, false, reason::DELETING, message.clone()),
-        &now,
-    );
-    conditions::set_condition(
-        &mut status.conditions,
-        NewCondition::new(conditions::RECONCILING, true, reason::DELETING, message),
+        Progress::Progressing,
+        reason::DELETING,
+        &message,
+        generation,
         &now,
     );
     status.phase = Some(WorkspacePhase::Terminating);
