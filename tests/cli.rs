@@ -354,6 +354,21 @@ async fn use_points_kubectl_at_the_workspace_namespace() {
 }
 
 /// Waits until `plugin`'s `transfers` lists `name`, and returns its entry.
+/// alice proposes, with the plugin, the transfer `name` of her personal
+/// workspace to the organization.
+fn propose(w: &World, name: &str) {
+    Plugin::as_user(&w.alice, &[])
+        .run(&[
+            "transfer",
+            &w.personal,
+            "--to",
+            &format!("org/{}", w.org),
+            "--name",
+            name,
+        ])
+        .success();
+}
+
 async fn wait_listed(plugin: &Plugin, name: &str) -> Value {
     support::wait_for(&format!("{name} in `transfers`"), TIMEOUT, || async {
         let listed = plugin.json(&["transfers"]);
@@ -456,16 +471,7 @@ async fn the_target_rejects_a_transfer_with_a_reason() {
     let alice = Plugin::as_user(&w.alice, &[]);
     let olga = Plugin::as_user(&w.admin_user, &[]);
     let name = support::unique("cli-reject");
-    alice
-        .run(&[
-            "transfer",
-            &w.personal,
-            "--to",
-            &format!("org/{}", w.org),
-            "--name",
-            &name,
-        ])
-        .success();
+    propose(&w, &name);
     wait_listed(&olga, &name).await;
     alice
         .run(&["approve", &name, "--yes"])
@@ -568,16 +574,7 @@ async fn a_platform_admin_sees_every_transfer_and_answers_one_side_in_their_own_
     );
 
     let name = support::unique("cli-platform");
-    Plugin::as_user(&w.alice, &[])
-        .run(&[
-            "transfer",
-            &w.personal,
-            "--to",
-            &format!("org/{}", w.org),
-            "--name",
-            &name,
-        ])
-        .success();
+    propose(&w, &name);
     let listed = wait_listed(&pa, &name).await;
     assert_eq!(listed["yourTurn"], "target", "the source has answered");
     pa.run(&["reject", &name, "--reason", "no", "--side", "source"])
