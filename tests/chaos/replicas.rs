@@ -45,15 +45,22 @@ async fn operator_killed_at_random_points_converges() {
     }
 }
 
-/// The replica of `ops` that leads, once exactly one does.
+/// The replica of `ops` that leads, once every one of them is past its
+/// start-up checks (it serves its metrics) and exactly one leads.
 async fn leader_of<'a>(ops: &[&'a Operator]) -> &'a Operator {
     support::wait_for("exactly one replica to lead", TIMEOUT, || async {
-        let leading: Vec<&Operator> = ops
+        let leading: Vec<Option<f64>> = ops
             .iter()
-            .copied()
-            .filter(|op| op.metric("workspace_operator_leader", "") == Some(1.0))
+            .map(|op| op.metric("workspace_operator_leader", ""))
             .collect();
-        (leading.len() == 1).then(|| leading[0])
+        if leading.iter().any(Option::is_none) {
+            return None;
+        }
+        let mut leaders = ops.iter().zip(&leading).filter(|(_, l)| **l == Some(1.0));
+        match (leaders.next(), leaders.next()) {
+            (Some((op, _)), None) => Some(*op),
+            _ => None,
+        }
     })
     .await
 }
@@ -62,7 +69,7 @@ async fn leader_of<'a>(ops: &[&'a Operator]) -> &'a Operator {
 /// first and its last write (received by the API server), in order of the
 /// first. Panics when two terms overlap: a replica wrote after another
 /// replica's first write.
-fn terms(writes: &[support::faults::AgentWrite]) -> Vec<(String, Timestamp, Timestamp, usize)> {
+fn terms(writes: &[support::AuditedRequest]) -> Vec<(String, Timestamp, Timestamp, usize)> {
     let mut terms: Vec<(String, Timestamp, Timestamp, usize)> = Vec::new();
     for w in writes {
         let at: Timestamp = w.at.parse().expect("a timestamp");
@@ -78,10 +85,10 @@ fn terms(writes: &[support::faults::AgentWrite]) -> Vec<(String, Timestamp, Time
     terms.sort_by_key(|t| t.1);
     for pair in terms.windows(2) {
         let (before, after) = (&pair[0], &pair[1]);
-        let late: Vec<&String> = writes
+        let late: Vec<String> = writes
             .iter()
             .filter(|w| w.agent == before.0 && w.at.parse::<Timestamp>().ok() >= Some(after.1))
-            .map(|w| &w.request)
+            .map(|w| w.to_string())
             .collect();
         assert!(
             late.is_empty(),
@@ -125,7 +132,7 @@ async fn the_standby_takes_over_from_a_killed_leader() {
     let deleted = churn.stop().await;
     forget(&mut fleet, &deleted);
     let settled = fleet.settle(&admin, SETTLE).await;
-    let terms = terms(&plane.writes_with_agents_since(mark, OPERATOR_USER));
+    let terms = terms(&plane.writes_since(mark, OPERATOR_USER));
     assert!(terms.len() >= 2, "one replica wrote everything: {terms:?}");
     let summary: Vec<String> = terms
         .iter()
@@ -191,7 +198,7 @@ async fn a_frozen_leader_writes_nothing_after_the_standby_took_over() {
     let deleted = churn.stop().await;
     forget(&mut fleet, &deleted);
     let settled = fleet.settle(&admin, SETTLE).await;
-    let terms = terms(&plane.writes_with_agents_since(mark, OPERATOR_USER));
+    let terms = terms(&plane.writes_since(mark, OPERATOR_USER));
     let summary: Vec<String> = terms
         .iter()
         .map(|(agent, first, last, n)| format!("{agent}: {n} writes {first}..{last}"))

@@ -328,6 +328,10 @@ pub struct AuditedRequest {
     pub namespace: String,
     pub name: String,
     pub code: i64,
+    /// The client's User-Agent (the operator's names its replica).
+    pub agent: String,
+    /// When the API server received it (RFC 3339, UTC).
+    pub at: String,
 }
 
 impl std::fmt::Display for AuditedRequest {
@@ -380,6 +384,8 @@ impl ControlPlane {
                     namespace: s(&e["objectRef"]["namespace"]),
                     name: s(&e["objectRef"]["name"]),
                     code: e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+                    agent: s(&e["userAgent"]),
+                    at: s(&e["requestReceivedTimestamp"]),
                 }
             })
             .collect()
