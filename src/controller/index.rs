@@ -29,15 +29,34 @@ type Slot = (Option<Box<str>>, Box<str>);
 
 /// Names of cached objects by key. Cloning shares the same index.
 pub struct Index<K> {
-    keys: KeyFn<K>,
+    keys: Keys<K>,
     inner: Arc<RwLock<Inner>>,
 }
 
 impl<K> Clone for Index<K> {
     fn clone(&self) -> Self {
         Index {
-            keys: self.keys,
+            keys: self.keys.clone(),
             inner: self.inner.clone(),
+        }
+    }
+}
+
+/// The key functions of an index: an object is filed under the keys of
+/// every one (the shared layer's, and those a controller registered).
+struct Keys<K>(Arc<[KeyFn<K>]>);
+
+impl<K> Clone for Keys<K> {
+    fn clone(&self) -> Self {
+        Keys(self.0.clone())
+    }
+}
+
+impl<K> Keys<K> {
+    fn of(&self, obj: &K) -> Vec<String> {
+        match &*self.0 {
+            [only] => only(obj),
+            all => all.iter().flat_map(|keys| keys(obj)).collect(),
         }
     }
 }
@@ -95,15 +114,20 @@ where
 {
     /// An empty index filing objects under `keys`.
     pub fn new(keys: KeyFn<K>) -> Self {
+        Index::filing(vec![keys])
+    }
+
+    /// An empty index filing objects under the keys of every one of `keys`.
+    pub fn filing(keys: Vec<KeyFn<K>>) -> Self {
         Index {
-            keys,
+            keys: Keys(keys.into()),
             inner: Arc::default(),
         }
     }
 
     /// Files (or refiles) an object that was added or changed.
     pub fn apply(&self, obj: &K) {
-        let keys = (self.keys)(obj);
+        let keys = self.keys.of(obj);
         self.write().insert(slot(obj), keys);
     }
 
@@ -116,7 +140,7 @@ where
     /// [`Index::replace`] swaps it in when the list is complete.
     pub fn relist(&self) -> Relist<K> {
         Relist {
-            keys: self.keys,
+            keys: self.keys.clone(),
             fresh: Inner::default(),
         }
     }
@@ -159,14 +183,14 @@ where
 /// An index being built from a list, object by object (filing an object
 /// from the list event costs no decode).
 pub struct Relist<K> {
-    keys: KeyFn<K>,
+    keys: Keys<K>,
     fresh: Inner,
 }
 
 impl<K: Resource> Relist<K> {
     /// Files one listed object.
     pub fn add(&mut self, obj: &K) {
-        self.fresh.insert(slot(obj), (self.keys)(obj));
+        self.fresh.insert(slot(obj), self.keys.of(obj));
     }
 }
 

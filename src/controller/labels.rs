@@ -40,6 +40,17 @@ pub const ADOPTED: &str = "workspaces.dev/adopted";
 /// Label on a RoleBinding: which access it grants (`owner` or `member`).
 pub const ACCESS: &str = "workspaces.dev/access";
 
+/// Whether `obj` grants access to one subject: a member's RoleBinding, an
+/// invitee's answering grant or a directory entry. Those belong to their
+/// WorkspaceMember (or to the directory), not to the Workspace or
+/// Organization their other labels name.
+pub fn is_access_grant<K: kube::Resource>(obj: &K) -> bool {
+    let labels = obj.meta().labels.as_ref();
+    labels.is_some_and(|l| {
+        l.contains_key(MEMBER) || l.contains_key(INVITATION) || l.contains_key(DIRECTORY)
+    })
+}
+
 /// Whether `namespace` carries [`WORKSPACE_UID`] = `uid`: the proof that the
 /// Workspace with that UID holds it. A missing UID proves nothing.
 pub fn carries_uid<K: kube::Resource>(namespace: &K, uid: Option<&str>) -> bool {

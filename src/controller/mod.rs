@@ -3,8 +3,9 @@
 //!
 //! Every kind the operator reads is watched exactly once ([`world`]): the
 //! watch fills a compact cache ([`cache`]) that every controller reads
-//! instead of the API server, and each event is routed to the controllers it
-//! concerns as a reconcile trigger ([`runner`]). Children are watched by
+//! instead of the API server, and each event is routed, as a reconcile
+//! trigger ([`runner`]), to the controllers whose mapping functions
+//! ([`Controller::register`]) say it concerns them. Children are watched by
 //! label, and `managedFields` are dropped before caching.
 
 pub mod apply;
@@ -25,8 +26,11 @@ pub mod world;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
+use kube::runtime::reflector::ObjectRef;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -34,7 +38,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 
 pub use runner::{Action, retry_delay};
-pub use world::World;
+pub use world::{Queue, Routes, World};
 
 /// Name the operator reports events and writes objects under.
 pub const CONTROLLER_NAME: &str = "workspace-operator";
@@ -200,7 +204,13 @@ pub async fn run(
     health: Health,
     stop: impl Future<Output = ()>,
 ) {
-    let (world, drivers, triggers) = World::start(client.clone(), &health);
+    let controllers = Controllers::default()
+        .with::<workspace::Workspaces>()
+        .with::<member::Members>()
+        .with::<organization::Organizations>()
+        .with::<directory::Directory>()
+        .with::<transfer::Transfers>();
+    let (world, drivers) = World::start(client.clone(), &health, controllers.routes);
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok();
@@ -220,25 +230,52 @@ pub async fn run(
     let mut parts = JoinSet::new();
     parts.spawn(async move {
         drivers.await;
-        "a watch stopped"
+        "a watch"
     });
-    parts.spawn(
-        workspace::run(ctx.clone(), triggers.workspaces)
-            .map(|()| "the workspace controller stopped"),
-    );
-    parts.spawn(
-        member::run(ctx.clone(), triggers.members).map(|()| "the member controller stopped"),
-    );
-    parts.spawn(
-        organization::run(ctx.clone(), triggers.organizations)
-            .map(|()| "the organization controller stopped"),
-    );
-    parts.spawn(
-        directory::run(ctx.clone(), triggers.directory)
-            .map(|()| "the directory controller stopped"),
-    );
-    parts.spawn(transfer::run(ctx, triggers.transfers).map(|()| "the transfer controller stopped"));
+    for start in controllers.starts {
+        parts.spawn(start(ctx.clone()));
+    }
     supervise(parts, stop).await;
+}
+
+/// A controller: the kind it reconciles, the watch events that trigger it
+/// (its mapping functions, registered with the world) and its loop. Adding
+/// one is a folder of its own and one line in [`run`].
+pub trait Controller {
+    /// The kind it reconciles.
+    type Kind: kube::Resource + Send + Sync + 'static;
+    /// Its name in the log when it stops (`the … controller`).
+    const NAME: &'static str;
+    /// Registers its triggers and the index keys its lookups need.
+    fn register(routes: &mut Routes, queue: &Queue<Self::Kind>);
+    /// Runs it until `triggers` ends.
+    fn run(
+        ctx: Arc<Context>,
+        triggers: UnboundedReceiver<ObjectRef<Self::Kind>>,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// A controller's loop, once the world it reads exists.
+type Start = Box<dyn FnOnce(Arc<Context>) -> BoxFuture<'static, &'static str> + Send>;
+
+/// The controllers to run: the routes they registered and how each starts.
+#[derive(Default)]
+struct Controllers {
+    routes: Routes,
+    starts: Vec<Start>,
+}
+
+impl Controllers {
+    /// Adds the controller `C`: its triggers go into the routes, its loop
+    /// starts with the others.
+    fn with<C: Controller>(mut self) -> Self {
+        let (queue, triggers) = Queue::open();
+        C::register(&mut self.routes, &queue);
+        self.starts.push(Box::new(move |ctx| {
+            C::run(ctx, triggers).map(|()| C::NAME).boxed()
+        }));
+        self
+    }
 }
 
 /// Waits for the first of `parts` to stop, or for `stop`; then aborts the
@@ -248,7 +285,7 @@ pub async fn run(
 async fn supervise(mut parts: JoinSet<&'static str>, stop: impl Future<Output = ()>) {
     tokio::select! {
         first = parts.join_next() => match first {
-            Some(Ok(stopped)) => tracing::error!("{stopped}"),
+            Some(Ok(stopped)) => tracing::error!("{stopped} stopped"),
             Some(Err(err)) => tracing::error!(error = %err, "a controller task failed"),
             None => {}
         },

@@ -19,10 +19,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::apply::{Finalizers, apply_if_changed};
+use super::world::watch;
 use super::{Action, Context, labels};
 use crate::api::conditions::{self, NewCondition, reason};
 use crate::api::{
-    AccountRef, Organization, OrganizationStatus, OrganizationSubjectKind, Workspace,
+    AccountKind, AccountRef, Organization, OrganizationStatus, OrganizationSubjectKind, Workspace,
 };
 
 /// Metric label of this controller.
@@ -169,6 +170,62 @@ fn same_status(a: &OrganizationStatus, b: &OrganizationStatus) -> bool {
     conditions::conditions_equal_ignoring_time(&a.conditions, &b.conditions)
         && a.observed_generation == b.observed_generation
         && a.workspaces == b.workspaces
+}
+
+/// Registers the Organization controller's triggers: itself, the
+/// Workspaces it owns (it counts them) and its children.
+fn register(routes: &mut super::Routes, queue: &super::Queue<Organization>) {
+    routes
+        .on(watch::ORGANIZATIONS, queue, |_, org| {
+            [ObjectRef::new(&org.name_any())]
+        })
+        .on(watch::WORKSPACES, queue, |_, ws| owners_of(ws))
+        .on(watch::ROLE_BINDINGS, queue, |_, rb| on_child(rb))
+        .on(watch::CLUSTER_ROLES, queue, |_, c| on_child(c))
+        .on(watch::CLUSTER_ROLE_BINDINGS, queue, |_, c| on_child(c))
+        .on(watch::QUOTAS, queue, |_, c| on_child(c))
+        .on(watch::LIMIT_RANGES, queue, |_, c| on_child(c))
+        .on(watch::NETWORK_POLICIES, queue, |_, c| on_child(c));
+}
+
+/// The Organizations that own a Workspace: its owner, and the previous
+/// owner while a change of owner is being applied.
+fn owners_of(ws: &Workspace) -> Vec<ObjectRef<Organization>> {
+    let previous = ws.status.as_ref().and_then(|s| s.owner.as_ref());
+    std::iter::once(&ws.spec.owner)
+        .chain(previous.filter(|p| **p != ws.spec.owner))
+        .filter(|owner| owner.kind == AccountKind::Organization)
+        .map(|owner| ObjectRef::new(&owner.name))
+        .collect()
+}
+
+/// A child carries the name of its Organization as a label; grants to one
+/// subject belong to their member.
+fn on_child<K: Resource>(child: &K) -> Option<ObjectRef<Organization>> {
+    if labels::is_access_grant(child) {
+        return None;
+    }
+    let name = child.labels().get(labels::ORGANIZATION)?;
+    Some(ObjectRef::new(name))
+}
+
+/// The Organization controller, as [`super::run`] registers it.
+pub struct Organizations;
+
+impl super::Controller for Organizations {
+    type Kind = Organization;
+    const NAME: &'static str = "the organization controller";
+
+    fn register(routes: &mut super::Routes, queue: &super::Queue<Organization>) {
+        register(routes, queue);
+    }
+
+    fn run(
+        ctx: Arc<Context>,
+        triggers: UnboundedReceiver<ObjectRef<Organization>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(ctx, triggers)
+    }
 }
 
 /// Runs the Organization controller until its trigger stream ends.

@@ -1,5 +1,6 @@
 //! The operator's view of the cluster: one watch per kind, each filling a
-//! compact cache, and each event routed to the controllers it concerns.
+//! compact cache, and each event routed to the controllers that registered
+//! for it ([`Routes`]).
 //!
 //! Controllers read these caches instead of the API server, so a reconcile
 //! makes no reads, and a converged cluster costs nothing but open watches.
@@ -8,27 +9,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::future;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
 use kube::api::PartialObjectMeta;
-use kube::runtime::reflector::ObjectRef;
 
 use super::cache::{self, Cache};
 use super::index::{self, Index};
-use super::{directory, transfer};
 use crate::api::{
     AccountRef, Organization, Workspace, WorkspaceMember, WorkspacePhase, WorkspaceTransfer,
 };
 use crate::health::Health;
 
-mod router;
+mod routes;
 mod watches;
 
-use self::router::Router;
+pub use self::routes::{Queue, Routes, Watch, watch};
 pub use self::watches::Watched;
 use self::watches::{ChildWriters, ObjectWriters, Watches, Writers};
 /// Read-only caches of everything the operator watches.
@@ -61,13 +59,12 @@ pub struct World {
     pub network_policies: Cache<NetworkPolicy>,
     /// Every WorkspaceTransfer.
     pub transfers: Cache<WorkspaceTransfer>,
-    /// Open transfers by workspace and by account
-    /// ([`transfer::triggers::index_keys`]).
+    /// Transfers by the keys the controllers registered ([`Routes::file`]).
     transfer_index: Index<WorkspaceTransfer>,
     /// Workspaces by owner and by namespace ([`index::workspace_keys`]).
     workspace_index: Index<Workspace>,
     /// Members by namespace, ServiceAccount namespace, custom role
-    /// ([`index::member_keys`]) and directory entry ([`directory::member_keys`]).
+    /// ([`index::member_keys`]), and the keys the controllers registered.
     member_index: Index<WorkspaceMember>,
     /// Managed RoleBindings by namespace.
     role_binding_index: Index<RoleBinding>,
@@ -117,26 +114,16 @@ impl World {
             .lookup(&self.members, &index::given_role(name))
     }
 
-    /// The WorkspaceMembers whose subject the directory entry `name` lists.
-    pub fn members_listed_as(&self, name: &str) -> Vec<Arc<WorkspaceMember>> {
-        self.member_index
-            .lookup(&self.members, name)
-            .into_iter()
-            .filter(|m| directory::index_key(m) == name)
-            .collect()
+    /// The WorkspaceMembers filed under `key` (a key a controller
+    /// registered with [`Routes::file`]).
+    pub fn members_filed_under(&self, key: &str) -> Vec<Arc<WorkspaceMember>> {
+        self.member_index.lookup(&self.members, key)
     }
 
-    /// The open WorkspaceTransfers filed under `key` ([`transfer::triggers`]).
-    pub fn transfers_under(&self, key: &str) -> Vec<Arc<WorkspaceTransfer>> {
+    /// The WorkspaceTransfers filed under `key` (a key a controller
+    /// registered with [`Routes::file`]).
+    pub fn transfers_filed_under(&self, key: &str) -> Vec<Arc<WorkspaceTransfer>> {
         self.transfer_index.lookup(&self.transfers, key)
-    }
-
-    /// The open WorkspaceTransfers of the Workspace `workspace`.
-    pub fn transfers_of(&self, workspace: &str) -> Vec<Arc<WorkspaceTransfer>> {
-        self.transfers_under(&transfer::triggers::of_workspace(workspace))
-            .into_iter()
-            .filter(|t| t.spec.workspace == workspace)
-            .collect()
     }
 
     /// The managed RoleBindings in `namespace`.
@@ -146,69 +133,41 @@ impl World {
     }
 }
 
-/// Reconcile triggers, one stream per controller.
-pub struct Triggers {
-    /// Workspaces to reconcile.
-    pub workspaces: UnboundedReceiver<ObjectRef<Workspace>>,
-    /// WorkspaceMembers to reconcile.
-    pub members: UnboundedReceiver<ObjectRef<WorkspaceMember>>,
-    /// Organizations to reconcile.
-    pub organizations: UnboundedReceiver<ObjectRef<Organization>>,
-    /// WorkspaceTransfers to reconcile.
-    pub transfers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>,
-    /// Directory entries to reconcile (by name).
-    pub directory: UnboundedReceiver<ObjectRef<Role>>,
-}
-
 /// The future that drives every watch; it ends only if a watch ends.
 pub type Drivers = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl World {
-    /// Opens one watch per kind. Returns the caches, the future that drives
-    /// the watches (it must be polled for anything to happen) and the trigger
-    /// streams of the controllers.
-    pub fn start(client: Client, health: &Health) -> (World, Drivers, Triggers) {
-        let (world, writers) = World::caches();
-        let (to_transfers, transfer_triggers) = unbounded();
-        let (to_workspaces, workspace_triggers) = unbounded();
-        let (to_members, member_triggers) = unbounded();
-        let (to_organizations, organization_triggers) = unbounded();
-        let (to_directory, directory_triggers) = unbounded();
-        let router = Router {
-            world: world.clone(),
-            to_workspaces,
-            to_members,
-            to_organizations,
-            to_transfers,
-            to_directory,
-        };
+    /// Opens one watch per kind, each routing its events along `routes`.
+    /// Returns the caches and the future that drives the watches (it must
+    /// be polled for anything to happen).
+    ///
+    /// Panics when `routes` names a watch the world does not open: a
+    /// controller registered for a kind nobody watches.
+    pub fn start(client: Client, health: &Health, mut routes: Routes) -> (World, Drivers) {
+        let (world, writers) = World::caches(&mut routes);
         let mut watches = Watches {
             client,
             health,
-            router,
+            world: world.clone(),
+            routes,
             drivers: Vec::new(),
         };
-        watches.open_objects(&world, writers.objects);
-        watches.open_children(&world, writers.children);
+        watches.open_objects(writers.objects);
+        watches.open_children(writers.children);
+        let left_over = watches.routes.left_over();
+        assert!(
+            left_over.is_empty(),
+            "routes for watches nobody opens: {left_over:?}"
+        );
         let drivers = watches.drivers;
         let drivers: Drivers = Box::pin(async move {
             future::select_all(drivers).await;
         });
-        (
-            world,
-            drivers,
-            Triggers {
-                workspaces: workspace_triggers,
-                members: member_triggers,
-                organizations: organization_triggers,
-                transfers: transfer_triggers,
-                directory: directory_triggers,
-            },
-        )
+        (world, drivers)
     }
 
     /// The empty caches and indexes, and the writers that fill them.
-    fn caches() -> (World, Writers) {
+    fn caches(routes: &mut Routes) -> (World, Writers) {
         let (workspaces, workspace) = cache::cache::<Workspace>();
         let (organizations, organization) = cache::cache::<Organization>();
         let (members, member) = cache::cache::<WorkspaceMember>();
@@ -236,10 +195,14 @@ impl World {
             limit_ranges,
             network_policies,
             transfers,
-            transfer_index: Index::new(transfer::triggers::index_keys),
-            workspace_index: Index::new(index::workspace_keys),
-            member_index: Index::new(directory::member_keys),
-            role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
+            transfer_index: Index::filing(routes.take_keys(watch::TRANSFERS)),
+            workspace_index: filing(index::workspace_keys, routes, watch::WORKSPACES),
+            member_index: filing(index::member_keys, routes, watch::MEMBERS),
+            role_binding_index: filing(
+                index::namespace_keys::<RoleBinding>,
+                routes,
+                watch::ROLE_BINDINGS,
+            ),
         };
         let writers = Writers {
             objects: ObjectWriters {
@@ -283,6 +246,21 @@ impl World {
         ])
         .await;
     }
+}
+
+#[cfg(test)]
+impl World {
+    /// A World with nothing cached, and no watch behind it.
+    pub fn empty() -> World {
+        World::caches(&mut Routes::default()).0
+    }
+}
+
+/// An index filing under `own` keys and those registered for `watch`.
+fn filing<K: Watched>(own: index::KeyFn<K>, routes: &mut Routes, watch: Watch<K>) -> Index<K> {
+    let mut keys = vec![own];
+    keys.extend(routes.take_keys(watch));
+    Index::filing(keys)
 }
 
 #[cfg(test)]

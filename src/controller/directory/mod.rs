@@ -27,6 +27,7 @@ use kube::{Resource, ResourceExt};
 
 use super::apply::{apply_if_changed, delete_if_present};
 use super::member::build::{same_subject, workspace_of};
+use super::world::watch;
 use super::{Context, ReconcileError, labels, retry_delay};
 use crate::api::{Subject, WorkspaceMember};
 
@@ -59,12 +60,26 @@ pub fn index_key(member: &WorkspaceMember) -> String {
     build::entry_name(&member.spec.subject)
 }
 
-/// The keys the world's member index files a member under: those of
-/// [`super::index::member_keys`], and its directory entry.
-pub fn member_keys(m: &WorkspaceMember) -> Vec<String> {
-    let mut keys = super::index::member_keys(m);
-    keys.push(index_key(m));
-    keys
+/// Registers the directory's triggers: a member concerns its subject's
+/// entry, an entry's Role or RoleBinding the entry; members are also filed
+/// under their entry in the world's member index.
+fn register(routes: &mut super::Routes, queue: &super::Queue<Role>) {
+    routes
+        .file(watch::MEMBERS, |m| vec![index_key(m)])
+        .on(watch::MEMBERS, queue, |_, m| {
+            [ObjectRef::new(&index_key(m))]
+        })
+        .on(watch::ROLE_BINDINGS, queue, |_, rb| entry_of(rb))
+        .on(watch::ROLES, queue, |_, role| entry_of(role));
+}
+
+/// The WorkspaceMembers whose subject the entry `name` lists.
+fn members_listed_as(world: &super::World, name: &str) -> Vec<Arc<WorkspaceMember>> {
+    world
+        .members_filed_under(name)
+        .into_iter()
+        .filter(|m| index_key(m) == name)
+        .collect()
 }
 
 /// Whether `obj` is a directory entry (its Role or RoleBinding): the entry
@@ -73,6 +88,25 @@ pub fn entry_of<K: Resource>(obj: &K) -> Option<ObjectRef<Role>> {
     obj.labels()
         .contains_key(labels::DIRECTORY)
         .then(|| ObjectRef::new(&obj.name_any()))
+}
+
+/// The directory controller, as [`super::run`] registers it.
+pub struct Directory;
+
+impl super::Controller for Directory {
+    type Kind = Role;
+    const NAME: &'static str = "the directory controller";
+
+    fn register(routes: &mut super::Routes, queue: &super::Queue<Role>) {
+        register(routes, queue);
+    }
+
+    fn run(
+        ctx: Arc<Context>,
+        triggers: UnboundedReceiver<ObjectRef<Role>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(ctx, triggers)
+    }
 }
 
 /// Runs the directory controller until its trigger stream ends. Triggers
@@ -197,7 +231,7 @@ struct Desired {
 /// no rules.
 fn desired(ctx: &Context, namespace: &str, name: &str) -> Option<Desired> {
     let world = &ctx.world;
-    let members = world.members_listed_as(name);
+    let members = members_listed_as(world, name);
     let version = members
         .iter()
         .filter_map(|m| m.resource_version()?.parse().ok())

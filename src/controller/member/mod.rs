@@ -19,6 +19,7 @@ pub mod build;
 pub mod invitation;
 mod notices;
 mod status;
+mod triggers;
 
 use std::sync::Arc;
 
@@ -61,6 +62,25 @@ impl super::ReconcileError for Error {
             Error::Delete(_) => "DeleteFailed",
             Error::Status(_) => "StatusFailed",
         }
+    }
+}
+
+/// The WorkspaceMember controller, as [`super::run`] registers it.
+pub struct Members;
+
+impl super::Controller for Members {
+    type Kind = WorkspaceMember;
+    const NAME: &'static str = "the member controller";
+
+    fn register(routes: &mut super::Routes, queue: &super::Queue<WorkspaceMember>) {
+        triggers::register(routes, queue);
+    }
+
+    fn run(
+        ctx: Arc<Context>,
+        triggers: UnboundedReceiver<ObjectRef<WorkspaceMember>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(ctx, triggers)
     }
 }
 
@@ -221,8 +241,7 @@ fn under_transfer(
     use crate::api::conditions::{READY, find_condition, reason};
     let Some(ws) = workspace else { return plan };
     let running = || {
-        ctx.world
-            .transfers_of(&ws.name_any())
+        crate::controller::transfer::triggers::transfers_of(&ctx.world, &ws.name_any())
             .into_iter()
             .find(|t| {
                 t.status.as_ref().and_then(|s| s.phase)

@@ -79,6 +79,25 @@ impl ReconcileError for Error {
     }
 }
 
+/// The WorkspaceTransfer controller, as [`super::run`] registers it.
+pub struct Transfers;
+
+impl super::Controller for Transfers {
+    type Kind = WorkspaceTransfer;
+    const NAME: &'static str = "the transfer controller";
+
+    fn register(routes: &mut super::Routes, queue: &super::Queue<WorkspaceTransfer>) {
+        triggers::register(routes, queue);
+    }
+
+    fn run(
+        ctx: Arc<Context>,
+        triggers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(ctx, triggers)
+    }
+}
+
 /// Runs the WorkspaceTransfer controller until its trigger stream ends.
 pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>) {
     let store = ctx.world.transfers.clone();
@@ -125,7 +144,7 @@ impl Observed {
                 .and_then(|ws| organization(ctx, &ws.spec.owner)),
             target_org: organization(ctx, &t.spec.to),
             target_workspaces: world.workspaces_of_owner(&t.spec.to),
-            siblings: world.transfers_of(&t.spec.workspace),
+            siblings: triggers::transfers_of(world, &t.spec.workspace),
             workspace,
             losing,
             owner_members,

@@ -1,11 +1,31 @@
 //! Which watch events concern which WorkspaceTransfers: the transfer
-//! controller's own mapping functions, which the world's router calls for
-//! every event, and the keys transfers are indexed under.
+//! controller's own mapping functions, registered with the world, and the
+//! keys transfers are indexed under.
 
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{AccountRef, Organization, Workspace, WorkspaceMember, WorkspaceTransfer};
-use crate::controller::World;
+use crate::controller::labels;
+use crate::controller::world::{Queue, Routes, World, watch};
+
+/// Registers the transfer controller's triggers and index keys.
+pub fn register(routes: &mut Routes, queue: &Queue<WorkspaceTransfer>) {
+    routes
+        .file(watch::TRANSFERS, index_keys)
+        .on(watch::TRANSFERS, queue, on_transfer)
+        .on(watch::WORKSPACES, queue, on_workspace)
+        .on(watch::ORGANIZATIONS, queue, on_organization)
+        .on(watch::MEMBERS, queue, on_member)
+        .on(watch::ROLE_BINDINGS, queue, on_binding)
+        .on(watch::CLUSTER_ROLES, queue, |_, c| on_child(c))
+        .on(watch::CLUSTER_ROLE_BINDINGS, queue, |_, c| on_child(c))
+        .on(watch::QUOTAS, queue, |_, c| on_child(c))
+        .on(watch::LIMIT_RANGES, queue, |_, c| on_child(c))
+        .on(watch::NETWORK_POLICIES, queue, |_, c| on_child(c));
+}
+
+type Transfers = Vec<ObjectRef<WorkspaceTransfer>>;
 
 /// Index key of the transfers of a Workspace.
 pub fn of_workspace(workspace: &str) -> String {
@@ -40,63 +60,97 @@ fn open(t: &WorkspaceTransfer) -> bool {
         || t.meta().deletion_timestamp.is_some()
 }
 
-fn names(transfers: impl IntoIterator<Item = std::sync::Arc<WorkspaceTransfer>>) -> Vec<String> {
+/// The open WorkspaceTransfers of the Workspace `workspace`.
+pub fn transfers_of(world: &World, workspace: &str) -> Vec<std::sync::Arc<WorkspaceTransfer>> {
+    world
+        .transfers_filed_under(&of_workspace(workspace))
+        .into_iter()
+        .filter(|t| t.spec.workspace == workspace)
+        .collect()
+}
+
+/// The open WorkspaceTransfers to or from `account`.
+pub fn transfers_of_account(
+    world: &World,
+    account: &AccountRef,
+) -> Vec<std::sync::Arc<WorkspaceTransfer>> {
+    world.transfers_filed_under(&of_account(account))
+}
+
+fn refs(transfers: impl IntoIterator<Item = std::sync::Arc<WorkspaceTransfer>>) -> Transfers {
     transfers
         .into_iter()
         .filter(|t| open(t))
-        .map(|t| t.name_any())
+        .map(|t| ObjectRef::new(&t.name_any()))
         .collect()
 }
 
 /// A transfer concerns itself and the other open transfers of its workspace
 /// (one that ends may let the next one run).
-pub fn on_transfer(world: &World, t: &WorkspaceTransfer) -> Vec<String> {
-    let mut out = vec![t.name_any()];
+fn on_transfer(world: &World, t: &WorkspaceTransfer) -> Transfers {
+    let name = t.name_any();
+    let mut out = vec![ObjectRef::new(&name)];
     out.extend(
-        names(world.transfers_of(&t.spec.workspace))
+        refs(transfers_of(world, &t.spec.workspace))
             .into_iter()
-            .filter(|n| *n != t.name_any()),
+            .filter(|other| other.name != name),
     );
     out
 }
 
 /// A Workspace concerns its open transfers, and those whose target is its
 /// owner (the target's handles and workspace count).
-pub fn on_workspace(world: &World, ws: &Workspace) -> Vec<String> {
-    let mut out = names(world.transfers_of(&ws.name_any()));
-    out.extend(names(world.transfers_under(&of_account(&ws.spec.owner))));
+fn on_workspace(world: &World, ws: &Workspace) -> Transfers {
+    let mut out = refs(transfers_of(world, &ws.name_any()));
+    out.extend(refs(transfers_of_account(world, &ws.spec.owner)));
     out
 }
 
 /// An Organization concerns the open transfers to and from it.
-pub fn on_organization(world: &World, org: &Organization) -> Vec<String> {
+fn on_organization(world: &World, org: &Organization) -> Transfers {
     let account = AccountRef::organization(org.name_any());
-    names(world.transfers_under(&of_account(&account)))
+    refs(transfers_of_account(world, &account))
 }
 
 /// A member concerns the open transfers of its workspace (who loses access,
 /// who may read the transfer).
-pub fn on_member(world: &World, member: &WorkspaceMember) -> Vec<String> {
+fn on_member(world: &World, member: &WorkspaceMember) -> Transfers {
     match member.namespace() {
-        Some(namespace) => on_member_binding(world, &namespace),
+        Some(namespace) => of_namespace(world, &namespace),
         None => Vec::new(),
     }
 }
 
 /// A member's RoleBinding concerns the open transfers of its namespace's
 /// workspace: a running transfer waits until the bindings of the members it
-/// revokes are gone.
-pub fn on_member_binding(world: &World, namespace: &str) -> Vec<String> {
+/// revokes are gone. Other grants to one subject (an invitee's, a directory
+/// entry) concern no transfer; any other binding is a child.
+fn on_binding(world: &World, rb: &k8s_openapi::api::rbac::v1::RoleBinding) -> Transfers {
+    let labels = rb.labels();
+    if labels.contains_key(labels::DIRECTORY) || labels.contains_key(labels::INVITATION) {
+        return Vec::new();
+    }
+    if labels.contains_key(labels::MEMBER) {
+        return rb
+            .namespace()
+            .map(|ns| of_namespace(world, &ns))
+            .unwrap_or_default();
+    }
+    on_child(rb)
+}
+
+/// The open transfers of the workspaces of `namespace`.
+fn of_namespace(world: &World, namespace: &str) -> Transfers {
     world
         .workspaces_naming(namespace)
         .iter()
-        .flat_map(|ws| names(world.transfers_of(&ws.name_any())))
+        .flat_map(|ws| refs(transfers_of(world, &ws.name_any())))
         .collect()
 }
 
 /// A managed child (the per-transfer read grant) concerns the transfer
 /// that controls it.
-pub fn on_child<K: Resource>(child: &K) -> Vec<String> {
+fn on_child<K: Resource>(child: &K) -> Transfers {
     child
         .owner_references()
         .iter()
@@ -105,7 +159,7 @@ pub fn on_child<K: Resource>(child: &K) -> Vec<String> {
             o.kind == WorkspaceTransfer::kind(&())
                 && o.api_version == WorkspaceTransfer::api_version(&())
         })
-        .map(|o| o.name.clone())
+        .map(|o| ObjectRef::new(&o.name))
         .collect()
 }
 

@@ -10,6 +10,7 @@ pub mod build;
 mod cleanup;
 pub mod defaults;
 mod status;
+mod triggers;
 
 use self::cleanup::{cleanup, remove_legacy_access};
 use self::status::{compute_status, same_status};
@@ -78,6 +79,25 @@ impl super::ReconcileError for Error {
             Error::Crd(_) => "CrdReadFailed",
             Error::Read(_) => "ReadFailed",
         }
+    }
+}
+
+/// The Workspace controller, as [`super::run`] registers it.
+pub struct Workspaces;
+
+impl super::Controller for Workspaces {
+    type Kind = Workspace;
+    const NAME: &'static str = "the workspace controller";
+
+    fn register(routes: &mut super::Routes, queue: &super::Queue<Workspace>) {
+        triggers::register(routes, queue);
+    }
+
+    fn run(
+        ctx: Arc<Context>,
+        triggers: UnboundedReceiver<ObjectRef<Workspace>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(ctx, triggers)
     }
 }
 

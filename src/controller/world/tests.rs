@@ -1,9 +1,8 @@
-use super::router::Router;
 use super::watches::{drive, trim};
 use super::*;
-use crate::controller::labels;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -110,48 +109,63 @@ async fn a_relist_routes_what_was_cached_before_and_after_it() {
     );
 }
 
-/// A World with nothing cached, and no watch behind it.
-fn empty_world() -> World {
-    World {
-        workspaces: cache::cache().0,
-        organizations: cache::cache().0,
-        members: cache::cache().0,
-        namespaces: cache::cache().0,
-        role_bindings: cache::cache().0,
-        roles: cache::cache().0,
-        cluster_roles: cache::cache().0,
-        cluster_role_bindings: cache::cache().0,
-        assignable_roles: cache::cache().0,
-        quotas: cache::cache().0,
-        limit_ranges: cache::cache().0,
-        network_policies: cache::cache().0,
-        transfers: cache::cache().0,
-        transfer_index: Index::new(transfer::triggers::index_keys),
-        workspace_index: Index::new(index::workspace_keys),
-        member_index: Index::new(directory::member_keys),
-        role_binding_index: Index::new(index::namespace_keys::<RoleBinding>),
-    }
+/// A controller registered with the routes gets exactly what its mapping
+/// function returns for the events of the watch it registered for, and the
+/// keys it registered file the objects in the world's index; no other
+/// controller's file is involved.
+#[test]
+fn a_registered_controller_gets_its_triggers_and_its_index_keys() {
+    let (queue, mut triggers) = Queue::<Role>::open();
+    let mut routes = Routes::default();
+    routes
+        .on(watch::ROLE_BINDINGS, &queue, |_, rb: &RoleBinding| {
+            [ObjectRef::new(&format!("for-{}", rb.name_any()))]
+        })
+        .file(watch::ROLE_BINDINGS, |rb| {
+            vec![format!("test/{}", rb.name_any())]
+        });
+    let (world, mut writers) = World::caches(&mut routes);
+    let route = routes.take(watch::ROLE_BINDINGS);
+    assert!(routes.left_over().is_empty());
+    assert_eq!(route.len(), 1);
+    route[0](&world, &binding("ns", "team"));
+    let queued: Vec<String> = std::iter::from_fn(|| triggers.try_recv().ok())
+        .map(|at| at.name)
+        .collect();
+    assert_eq!(queued, ["for-team"]);
+    writers
+        .children
+        .role_binding
+        .apply(&Event::Apply(binding("ns", "team")));
+    world.role_binding_index.apply(&binding("ns", "team"));
+    let filed = world
+        .role_binding_index
+        .lookup(&world.role_bindings, "test/team");
+    assert_eq!(names(&filed), ["team"]);
+    let mut routes = Routes::default();
+    routes.on(watch::ROLES, &queue, |_, _: &Role| None);
+    assert_eq!(routes.left_over(), ["roles"]);
 }
 
 #[test]
-fn a_deleted_namespace_is_routed_to_the_workspace_its_label_names() {
-    let (to_workspaces, mut workspaces) = unbounded();
-    let router = Router {
-        world: empty_world(),
-        to_workspaces,
-        to_members: unbounded().0,
-        to_organizations: unbounded().0,
-        to_transfers: unbounded().0,
-        to_directory: unbounded().0,
-    };
-    // The delete event's copy: the cache has dropped the namespace
-    // already, and no cached Workspace names it in its spec.
-    let mut ns = PartialObjectMeta::<Namespace>::default();
-    ns.metadata.name = Some("team-ns".into());
-    ns.metadata.labels = Some([(labels::WORKSPACE.to_string(), "team".to_string())].into());
-    router.on_namespace(&ns);
-    let routed: Vec<String> = std::iter::from_fn(|| workspaces.try_recv().ok())
-        .map(|at| at.name)
-        .collect();
-    assert_eq!(routed, ["team"]);
+fn routes_for_a_watch_the_world_does_not_open_are_refused() {
+    const NOBODY: Watch<Role> = Watch::named("roles-nobody-watches");
+    let (queue, _triggers) = Queue::<Role>::open();
+    let mut routes = Routes::default();
+    routes.on(NOBODY, &queue, |_, _: &Role| None);
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        World::start(client, &Health::new(), routes)
+    }));
+    let refused = started.err().expect("the world refuses to start");
+    let message = refused
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("roles-nobody-watches"), "{message}");
 }

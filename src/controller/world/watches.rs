@@ -21,7 +21,7 @@ use crate::controller::index::{self, Index};
 use crate::controller::labels;
 use crate::health::{Health, WatchHealth};
 
-use super::router::Router;
+use super::routes::{Routes, Watch, watch};
 use super::{Drivers, World};
 
 /// The writers of the caches of [`World`], handed to the watches.
@@ -78,162 +78,105 @@ impl<K> Watched for K where
 }
 
 /// The watches being opened: one per kind, each filling its cache (and
-/// index) and routing its events through the [`Router`].
+/// index) and routing its events to the controllers that registered for
+/// them ([`Routes`]).
 pub(super) struct Watches<'a> {
     pub(super) client: Client,
     pub(super) health: &'a Health,
-    pub(super) router: Router,
+    pub(super) world: World,
+    pub(super) routes: Routes,
     pub(super) drivers: Vec<Drivers>,
 }
 
 impl Watches<'_> {
     /// The watches of Workspaces, Organizations, WorkspaceMembers,
     /// namespaces and WorkspaceTransfers.
-    pub(super) fn open_objects(&mut self, world: &World, w: ObjectWriters) {
+    pub(super) fn open_objects(&mut self, w: ObjectWriters) {
         let all = every();
-        let (workspaces, members) = (&world.workspace_index, &world.member_index);
-        let transfers = &world.transfer_index;
-        self.add(
+        let world = self.world.clone();
+        self.open(
+            watch::WORKSPACES,
             &all,
             w.workspace,
-            Some(workspaces.clone()),
-            "workspaces",
-            Router::on_workspace,
+            Some(world.workspace_index),
+            trim,
         );
-        self.add(
-            &all,
-            w.organization,
-            None,
-            "organizations",
-            Router::on_organization,
-        );
-        self.add(
+        self.open(watch::ORGANIZATIONS, &all, w.organization, None, trim);
+        self.open(
+            watch::MEMBERS,
             &all,
             w.member,
-            Some(members.clone()),
-            "workspacemembers",
-            Router::on_member,
+            Some(world.member_index),
+            trim,
         );
-        self.add_trimmed(
-            &all,
-            w.namespace,
-            trim_namespace,
-            "namespaces",
-            Router::on_namespace,
-        );
-        self.add(
+        self.open(watch::NAMESPACES, &all, w.namespace, None, trim_namespace);
+        self.open(
+            watch::TRANSFERS,
             &all,
             w.transfer,
-            Some(transfers.clone()),
-            "workspacetransfers",
-            Router::on_transfer,
+            Some(world.transfer_index),
+            trim,
         );
     }
 
     /// The watches of what the operator manages, and of assignable roles.
-    pub(super) fn open_children(&mut self, world: &World, w: ChildWriters) {
+    pub(super) fn open_children(&mut self, w: ChildWriters) {
         let managed = every().labels(labels::MANAGED_SELECTOR);
         let assignable = every().labels(labels::ASSIGNABLE_SELECTOR);
-        let bindings = Some(world.role_binding_index.clone());
-        self.add(
+        let bindings = Some(self.world.role_binding_index.clone());
+        self.open(
+            watch::ROLE_BINDINGS,
             &managed,
             w.role_binding,
             bindings,
-            "rolebindings",
-            Router::on_role_binding,
+            trim,
         );
-        self.add(&managed, w.role, None, "roles", Router::on_role);
-        self.add(
-            &managed,
-            w.cluster_role,
-            None,
-            "clusterroles",
-            Router::on_child::<ClusterRole>,
-        );
-        self.add(
-            &managed,
-            w.cluster_role_binding,
-            None,
-            "clusterrolebindings",
-            Router::on_child::<ClusterRoleBinding>,
-        );
-        self.add(
+        self.open(watch::ROLES, &managed, w.role, None, trim);
+        self.open(watch::CLUSTER_ROLES, &managed, w.cluster_role, None, trim);
+        let crbs = w.cluster_role_binding;
+        self.open(watch::CLUSTER_ROLE_BINDINGS, &managed, crbs, None, trim);
+        self.open(
+            watch::ASSIGNABLE_ROLES,
             &assignable,
             w.assignable,
             None,
-            "assignable-clusterroles",
-            Router::on_assignable_role,
+            trim,
         );
-        self.add(
-            &managed,
-            w.quota,
-            None,
-            "resourcequotas",
-            Router::on_child::<ResourceQuota>,
-        );
-        self.add(
-            &managed,
-            w.limit_range,
-            None,
-            "limitranges",
-            Router::on_child::<LimitRange>,
-        );
-        self.add(
+        self.open(watch::QUOTAS, &managed, w.quota, None, trim);
+        self.open(watch::LIMIT_RANGES, &managed, w.limit_range, None, trim);
+        self.open(
+            watch::NETWORK_POLICIES,
             &managed,
             w.network_policy,
             None,
-            "networkpolicies",
-            Router::on_child::<NetworkPolicy>,
+            trim,
         );
     }
 
-    /// Watches every `K` that `config` selects, into `cache`.
-    pub(super) fn add<K>(
+    /// Watches every `K` that `config` selects into `cache` (and `index`),
+    /// trimmed by `trim`, and routes each event along the routes registered
+    /// for `watch`.
+    fn open<K: Watched>(
         &mut self,
-        config: &watcher::Config,
-        cache: cache::Writer<K>,
-        index: Option<Index<K>>,
-        name: &'static str,
-        route: fn(&Router, &K),
-    ) where
-        K: Watched,
-    {
-        self.open(config, cache, index, trim, name, route);
-    }
-
-    /// Like [`Watches::add`], with a trim of its own and no index.
-    pub(super) fn add_trimmed<K>(
-        &mut self,
-        config: &watcher::Config,
-        cache: cache::Writer<K>,
-        trim: fn(&mut K),
-        name: &'static str,
-        route: fn(&Router, &K),
-    ) where
-        K: Watched,
-    {
-        self.open(config, cache, None, trim, name, route);
-    }
-
-    pub(super) fn open<K>(
-        &mut self,
+        watch: Watch<K>,
         config: &watcher::Config,
         cache: cache::Writer<K>,
         index: Option<Index<K>>,
         trim: fn(&mut K),
-        name: &'static str,
-        route: fn(&Router, &K),
-    ) where
-        K: Watched,
-    {
-        let router = self.router.clone();
+    ) {
+        let routes = self.routes.take(watch);
+        let world = self.world.clone();
         self.drivers.push(drive(
             watcher(Api::all(self.client.clone()), config.clone()),
             cache,
             index,
             trim,
-            self.health.watch(name),
-            move |object: &K| route(&router, object),
+            self.health.watch(watch.name),
+            move |object: &K| {
+                for route in &routes {
+                    route(&world, object);
+                }
+            },
         ));
     }
 }
@@ -288,7 +231,7 @@ pub(super) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-config
 /// Lease renewals meanwhile.
 pub(super) fn drive<K, S, F>(
     stream: S,
-    mut cache: cache::Writer<K>,
+    cache: cache::Writer<K>,
     index: Option<Index<K>>,
     trim: fn(&mut K),
     health: WatchHealth,
@@ -299,80 +242,111 @@ where
     S: futures::Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
-    let route = Arc::new(route);
+    let mut driver = Driver {
+        cache,
+        index,
+        health,
+        route: Arc::new(route),
+        before_relist: None,
+        relist: None,
+    };
     Box::pin(async move {
         let mut events = std::pin::pin!(
             stream
                 .backoff(crate::controller::backoff::watch())
                 .modify(trim)
         );
-        let mut before_relist: Option<cache::Snapshot<K>> = None;
-        let mut relist: Option<index::Relist<K>> = None;
         while let Some(event) = events.next().await {
             // A page of a list is handed out without waiting: let the
             // runtime's other tasks in between.
             tokio::task::consume_budget().await;
-            let event = match event {
-                Ok(event) => event,
+            match event {
+                Ok(event) => driver.handle(event).await,
                 Err(err) => {
                     tracing::warn!(error = %err, "watch failed; retrying");
-                    health.failed();
-                    continue;
-                }
-            };
-            match &event {
-                Event::Apply(obj) => {
-                    cache.apply(&event);
-                    if let Some(index) = &index {
-                        index.apply(obj);
-                    }
-                    route(obj);
-                    health.synced_holding(cache.as_reader().len());
-                }
-                Event::Delete(obj) => {
-                    cache.apply(&event);
-                    if let Some(index) = &index {
-                        index.delete(obj);
-                    }
-                    route(obj);
-                    // Events flowing again after an error: the watch
-                    // resumed from its last version and the cache is whole.
-                    health.synced_holding(cache.as_reader().len());
-                }
-                Event::Init => {
-                    before_relist = cache.listed().then(|| cache.as_reader().snapshot());
-                    cache.apply(&event);
-                    relist = index.as_ref().map(Index::relist);
-                }
-                Event::InitApply(obj) => {
-                    cache.apply(&event);
-                    if let Some(relist) = &mut relist {
-                        relist.add(obj);
-                    }
-                }
-                Event::InitDone => {
-                    // The index first: the cache marks itself ready, and a
-                    // controller waiting for that must find the index whole.
-                    if let (Some(index), Some(fresh)) = (&index, relist.take()) {
-                        index.replace(fresh);
-                    }
-                    cache.apply(&event);
-                    if let Some(before) = before_relist.take() {
-                        health.restarted();
-                        let after = cache.as_reader().snapshot();
-                        let route = route.clone();
-                        let routed = tokio::task::spawn_blocking(move || {
-                            for obj in before.chain(after) {
-                                route(&obj);
-                            }
-                        });
-                        if let Err(err) = routed.await {
-                            tracing::error!(error = %err, "routing a relist failed");
-                        }
-                    }
-                    health.synced_holding(cache.as_reader().len());
+                    driver.health.failed();
                 }
             }
         }
     })
+}
+
+/// One watch's state between events: its cache, its index, and during a
+/// relist the cache as it was before it and the index being rebuilt.
+struct Driver<K: Watched, F> {
+    cache: cache::Writer<K>,
+    index: Option<Index<K>>,
+    health: WatchHealth,
+    route: Arc<F>,
+    before_relist: Option<cache::Snapshot<K>>,
+    relist: Option<index::Relist<K>>,
+}
+
+impl<K, F> Driver<K, F>
+where
+    K: Watched,
+    F: Fn(&K) + Send + Sync + 'static,
+{
+    async fn handle(&mut self, event: Event<K>) {
+        match &event {
+            Event::Apply(obj) => {
+                self.cache.apply(&event);
+                if let Some(index) = &self.index {
+                    index.apply(obj);
+                }
+                (self.route)(obj);
+                self.health.synced_holding(self.cache.as_reader().len());
+            }
+            Event::Delete(obj) => {
+                self.cache.apply(&event);
+                if let Some(index) = &self.index {
+                    index.delete(obj);
+                }
+                (self.route)(obj);
+                // Events flowing again after an error: the watch resumed
+                // from its last version and the cache is whole.
+                self.health.synced_holding(self.cache.as_reader().len());
+            }
+            Event::Init => {
+                self.before_relist = self
+                    .cache
+                    .listed()
+                    .then(|| self.cache.as_reader().snapshot());
+                self.cache.apply(&event);
+                self.relist = self.index.as_ref().map(Index::relist);
+            }
+            Event::InitApply(obj) => {
+                self.cache.apply(&event);
+                if let Some(relist) = &mut self.relist {
+                    relist.add(obj);
+                }
+            }
+            Event::InitDone => self.listed(&event).await,
+        }
+    }
+
+    /// A list is complete: the index and the cache swap it in, and after a
+    /// relist every object cached before or after it is routed.
+    async fn listed(&mut self, done: &Event<K>) {
+        // The index first: the cache marks itself ready, and a controller
+        // waiting for that must find the index whole.
+        if let (Some(index), Some(fresh)) = (&self.index, self.relist.take()) {
+            index.replace(fresh);
+        }
+        self.cache.apply(done);
+        if let Some(before) = self.before_relist.take() {
+            self.health.restarted();
+            let after = self.cache.as_reader().snapshot();
+            let route = self.route.clone();
+            let routed = tokio::task::spawn_blocking(move || {
+                for obj in before.chain(after) {
+                    route(&obj);
+                }
+            });
+            if let Err(err) = routed.await {
+                tracing::error!(error = %err, "routing a relist failed");
+            }
+        }
+        self.health.synced_holding(self.cache.as_reader().len());
+    }
 }
