@@ -410,6 +410,28 @@ fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
+/// The sides the caller answers: the one asked for with `--side`, else
+/// every side still open to them (a platform admin, who may answer both,
+/// must choose).
+fn choose(name: &str, me: &Identity, open: Vec<Side>, side: Option<Side>) -> Result<Vec<Side>> {
+    match side {
+        Some(s) if open.contains(&s) => Ok(vec![s]),
+        Some(s) => Err(Error::msg(format!(
+            "you ({}) cannot answer the {} side of {name}, or it has answered",
+            me.username,
+            s.key()
+        ))),
+        None if open.is_empty() => Err(Error::msg(format!(
+            "nothing of {name} waits for your answer ({})",
+            me.username
+        ))),
+        None if open.len() > 1 && me.platform_admin => Err(Error::msg(
+            "you may answer for both sides: choose one with --side source|target",
+        )),
+        None => Ok(open),
+    }
+}
+
 /// `kubectl workspaces approve|reject NAME`.
 pub async fn answer(client: &Client, name: &str, answer: Answer, side: Option<Side>) -> Result<()> {
     let me = Identity::of(client).await?;
@@ -434,28 +456,7 @@ pub async fn answer(client: &Client, name: &str, answer: Answer, side: Option<Si
         .into_iter()
         .filter(|s| !answered(&t, *s))
         .collect();
-    let chosen: Vec<Side> = match side {
-        Some(s) if open.contains(&s) => vec![s],
-        Some(s) => {
-            return Err(Error::msg(format!(
-                "you ({}) cannot answer the {} side of {name}, or it has answered",
-                me.username,
-                s.key()
-            )));
-        }
-        None if open.is_empty() => {
-            return Err(Error::msg(format!(
-                "nothing of {name} waits for your answer ({})",
-                me.username
-            )));
-        }
-        None if open.len() > 1 && me.platform_admin => {
-            return Err(Error::msg(
-                "you may answer for both sides: choose one with --side source|target",
-            ));
-        }
-        None => open,
-    };
+    let chosen = choose(name, &me, open, side)?;
     let keys: Vec<&str> = chosen.iter().map(|s| s.key()).collect();
     let signature = match &answer {
         Answer::Approve { yes } => {

@@ -364,53 +364,70 @@ fn ahead<'a>(inputs: &'a Inputs<'_>) -> Option<&'a Arc<WorkspaceTransfer>> {
 
 /// Validation, before approval and again right before execution.
 pub fn validate(inputs: &Inputs<'_>) -> Option<Problem> {
+    match workspace_problem(inputs) {
+        Ok(ws) => target_problem(inputs, ws),
+        Err(problem) => Some(problem),
+    }
+}
+
+fn problem(reason: &'static str, stalled: bool, message: String) -> Problem {
+    Problem {
+        reason,
+        message,
+        stalled,
+    }
+}
+
+/// The transfer's workspace, unless it is missing, not Ready or already
+/// the target's.
+fn workspace_problem<'a>(inputs: &Inputs<'a>) -> Result<&'a Workspace, Problem> {
     let t = inputs.transfer;
-    let problem = |reason, stalled, message| {
-        Some(Problem {
-            reason,
-            message,
-            stalled,
-        })
-    };
     let Some(ws) = inputs.workspace.filter(|ws| !deleting(*ws)) else {
-        return problem(
+        return Err(problem(
             reason::WORKSPACE_NOT_FOUND,
             true,
             format!("Workspace {} does not exist.", t.spec.workspace),
-        );
+        ));
     };
     let status = ws.status.as_ref();
     if status.and_then(|s| s.phase) != Some(WorkspacePhase::Active)
         || !status.is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
     {
-        return problem(
+        return Err(problem(
             reason::WORKSPACE_NOT_READY,
             false,
             format!(
                 "Workspace {} is not Ready; the transfer can run once it is.",
                 t.spec.workspace
             ),
-        );
+        ));
     }
     if ws.spec.owner == t.spec.to {
-        return problem(
+        return Err(problem(
             reason::ALREADY_OWNED,
             true,
             format!(
                 "Workspace {} already belongs to {}.",
                 t.spec.workspace, t.spec.to
             ),
-        );
+        ));
     }
+    Ok(ws)
+}
+
+/// What keeps the target from taking `ws` now: it is missing, another
+/// transfer of `ws` is ahead, the handle is taken or the limit reached.
+fn target_problem(inputs: &Inputs<'_>, ws: &Workspace) -> Option<Problem> {
+    let t = inputs.transfer;
     if t.spec.to.kind == AccountKind::Organization && inputs.target_org.is_none_or(deleting) {
-        return problem(
+        return Some(problem(
             reason::TARGET_NOT_FOUND,
             true,
             format!("Organization {} does not exist.", t.spec.to.name),
-        );
+        ));
     }
     if let Some(first) = ahead(inputs) {
-        return problem(
+        return Some(problem(
             reason::TRANSFER_IN_PROGRESS,
             false,
             format!(
@@ -418,10 +435,10 @@ pub fn validate(inputs: &Inputs<'_>) -> Option<Problem> {
                 first.name_any(),
                 t.spec.workspace
             ),
-        );
+        ));
     }
     if !handle_free(inputs, ws) {
-        return problem(
+        return Some(problem(
             reason::HANDLE_TAKEN,
             true,
             format!(
@@ -429,20 +446,18 @@ pub fn validate(inputs: &Inputs<'_>) -> Option<Problem> {
                 t.spec.to,
                 target_handle(t, ws)
             ),
-        );
+        ));
     }
     let usage = target_usage(inputs, ws);
-    if let Some(limit) = usage.limit.filter(|l| usage.used >= *l) {
-        return problem(
-            reason::TARGET_LIMIT_REACHED,
-            true,
-            format!(
-                "{} has {} of at most {limit} workspaces; it needs room before it can take this one.",
-                t.spec.to, usage.used
-            ),
-        );
-    }
-    None
+    let limit = usage.limit.filter(|l| usage.used >= *l)?;
+    Some(problem(
+        reason::TARGET_LIMIT_REACHED,
+        true,
+        format!(
+            "{} has {} of at most {limit} workspaces; it needs room before it can take this one.",
+            t.spec.to, usage.used
+        ),
+    ))
 }
 
 fn affected(subject: &RbacSubject) -> AffectedSubject {
