@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,17 +30,12 @@ const UNLABELLED_ROLE: &str = "member-tests:unlabelled";
 /// Labelled assignable but not listed.
 const UNLISTED_ROLE: &str = "member-tests:unlisted";
 
-/// The operator of this test binary. Like `support::operator::operator()`
-/// (its own ServiceAccount, least privilege), but started with the
-/// assignable custom roles the way an install would list them.
+/// The operator of this test binary: the shared one (its own
+/// ServiceAccount, least privilege), started with the assignable custom
+/// roles the way an install would list them.
 fn operator() -> &'static Operator {
-    static OPERATOR: OnceLock<Operator> = OnceLock::new();
-    OPERATOR.get_or_init(|| {
-        let roles = format!("--assignable-cluster-roles={CUSTOM_ROLE},{UNLABELLED_ROLE}");
-        let op = Operator::start(&[&roles]);
-        op.wait_ready(Duration::from_secs(60));
-        op
-    })
+    let roles = format!("--assignable-cluster-roles={CUSTOM_ROLE},{UNLABELLED_ROLE}");
+    support::operator::operator_with(&[&roles])
 }
 
 async fn setup() -> Client {

@@ -65,6 +65,40 @@ async fn leader_of<'a>(ops: &[&'a Operator]) -> &'a Operator {
     .await
 }
 
+/// Two replicas with leader election, started before the audit mark, and a
+/// fleet converging with members churning.
+struct Pair {
+    replicas: [Operator; 2],
+    mark: support::AuditMark,
+    fleet: Fleet,
+    churn: Churn,
+}
+
+impl Pair {
+    async fn mid_converge(admin: &kube::Client, prefix: &str, size: usize, seed: u64) -> Pair {
+        let replicas = [Operator::start(&[]), Operator::start(&[])];
+        leader_of(&[&replicas[0], &replicas[1]]).await;
+        let mark = support::plane().audit_mark();
+        let fleet = Fleet::create(admin, prefix, size).await;
+        let churn = Churn::start(admin, &fleet, seed, false);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Pair {
+            replicas,
+            mark,
+            fleet,
+            churn,
+        }
+    }
+}
+
+/// The leader and the standby of `replicas`, as they are now (on a loaded
+/// machine a renewal can fail and the Lease change hands after the start).
+async fn roles(replicas: &[Operator; 2]) -> (&Operator, &Operator) {
+    let [a, b] = replicas;
+    let leader = leader_of(&[a, b]).await;
+    (leader, if std::ptr::eq(leader, a) { b } else { a })
+}
+
 /// Each replica's term as the audit log shows it: its User-Agent, its
 /// first and its last write (received by the API server), in order of the
 /// first. Panics when two terms overlap: a replica wrote after another
@@ -111,16 +145,9 @@ async fn the_standby_takes_over_from_a_killed_leader() {
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
-    let (a, b) = (Operator::start(&[]), Operator::start(&[]));
-    leader_of(&[&a, &b]).await;
-    let mark = plane.audit_mark();
-    let mut fleet = Fleet::create(&admin, "leader", 100 * soak()).await;
-    let churn = Churn::start(&admin, &fleet, 11, false);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Whoever leads now (on a loaded machine a renewal can fail and the
-    // Lease change hands before this point).
-    let leader = leader_of(&[&a, &b]).await;
-    let standby = if std::ptr::eq(leader, &a) { &b } else { &a };
+    let pair = Pair::mid_converge(&admin, "leader", 100 * soak(), 11).await;
+    let (mark, mut fleet, churn) = (pair.mark, pair.fleet, pair.churn);
+    let (leader, standby) = roles(&pair.replicas).await;
     leader.kill9();
     let killed = Instant::now();
     let second = leader_of(&[standby]).await;
@@ -173,14 +200,9 @@ async fn a_frozen_leader_writes_nothing_after_the_standby_took_over() {
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
-    let (a, b) = (Operator::start(&[]), Operator::start(&[]));
-    leader_of(&[&a, &b]).await;
-    let mark = plane.audit_mark();
-    let mut fleet = Fleet::create(&admin, "frozen", 60 * soak()).await;
-    let churn = Churn::start(&admin, &fleet, 13, false);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let leader = leader_of(&[&a, &b]).await;
-    let standby = if std::ptr::eq(leader, &a) { &b } else { &a };
+    let pair = Pair::mid_converge(&admin, "frozen", 60 * soak(), 13).await;
+    let (mark, mut fleet, churn) = (pair.mark, pair.fleet, pair.churn);
+    let (leader, standby) = roles(&pair.replicas).await;
     leader.freeze();
     let frozen = Instant::now();
     leader_of(&[standby]).await;

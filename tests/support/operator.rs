@@ -33,16 +33,27 @@ pub struct Operator {
     pub port: u16,
 }
 
-static SHARED: OnceLock<Operator> = OnceLock::new();
+static SHARED: OnceLock<(Vec<String>, Operator)> = OnceLock::new();
 
 /// The operator shared by every test of this binary, started on first use
 /// (after the control plane), and ready (all caches synced) when this returns.
 pub fn operator() -> &'static Operator {
-    SHARED.get_or_init(|| {
-        let op = Operator::start(&[]);
+    operator_with(&[])
+}
+
+/// Like [`operator`], started with `extra` arguments after `run` (as an
+/// install would set them). Every test of a binary asks for the same ones.
+pub fn operator_with(extra: &[&str]) -> &'static Operator {
+    let (args, op) = SHARED.get_or_init(|| {
+        let op = Operator::start(extra);
         op.wait_ready(Duration::from_secs(60));
-        op
-    })
+        (extra.iter().map(|a| a.to_string()).collect(), op)
+    });
+    assert_eq!(
+        args, extra,
+        "the tests of one binary share one operator, started with the same arguments"
+    );
+    op
 }
 
 fn workdir(plane: &ControlPlane) -> PathBuf {
