@@ -499,6 +499,74 @@ mod tests {
         assert_eq!(Arc::strong_count(&alive), 1);
     }
 
+    /// The shared layer (watches, caches, indexes, the queue, writes,
+    /// events, labels) imports no controller: a controller is added
+    /// without touching it, and it reads as infrastructure.
+    #[test]
+    fn the_shared_layer_imports_no_controller() {
+        const CONTROLLERS: [&str; 5] = [
+            "workspace",
+            "member",
+            "organization",
+            "transfer",
+            "directory",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/controller");
+        let mut files: Vec<std::path::PathBuf> = [
+            "world.rs",
+            "cache.rs",
+            "index.rs",
+            "runner.rs",
+            "apply.rs",
+            "events.rs",
+            "labels.rs",
+            "backoff.rs",
+            "fault.rs",
+        ]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+        for entry in std::fs::read_dir(dir.join("world")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        let mut imports = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for line in text.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+                let path_of = |c: &str| {
+                    [
+                        "controller::",
+                        "super::",
+                        "crate::controller::{",
+                        "super::{",
+                    ]
+                    .iter()
+                    .any(|prefix| {
+                        line.split(prefix).skip(1).any(|rest| {
+                            let inside = rest.split('}').next().unwrap_or(rest);
+                            inside
+                                .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+                                .next()
+                                == Some(c)
+                                || (prefix.ends_with('{')
+                                    && inside
+                                        .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+                                        .any(|word| word == c))
+                        })
+                    })
+                };
+                if let Some(c) = CONTROLLERS.iter().find(|c| path_of(c)) {
+                    imports.push(format!("{}: {c}: {line}", file.display()));
+                }
+            }
+        }
+        assert!(files.len() > 9, "the shared layer's files: {files:?}");
+        assert!(
+            imports.is_empty(),
+            "the shared layer imports a controller: {imports:#?}"
+        );
+    }
+
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::runtime::reflector::ObjectRef;
     use serde_json::json;

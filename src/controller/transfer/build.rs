@@ -128,7 +128,7 @@ pub struct Inputs<'a> {
     pub target_workspaces: &'a [Arc<Workspace>],
     /// `--max-workspaces-per-user` (None: unlimited).
     pub user_limit: Option<u32>,
-    /// Members that would lose access (see `member::losing_access`).
+    /// Members that would lose access (see `member::access::losing_access`).
     pub losing: &'a [AffectedSubject],
     /// `--transfer-ttl`.
     pub ttl: Duration,

@@ -130,7 +130,7 @@ impl Observed {
             .and_then(|ws| ws.status.as_ref()?.namespace.clone());
         let (losing, owner_members) = match (&workspace, &namespace) {
             (Some(ws), Some(ns)) => (
-                super::member::losing_access(ctx, ws, ns, &t.spec.to)
+                super::member::access::losing_access(ctx, ws, ns, &t.spec.to)
                     .into_iter()
                     .map(|(m, blocked)| affected(&m.spec.subject, blocked.reason))
                     .collect(),
@@ -346,7 +346,7 @@ fn still_holding(ctx: &Context, ws: &Workspace, to: &AccountRef) -> Vec<String> 
         return Vec::new();
     };
     let bindings = ctx.world.role_bindings_in(&namespace);
-    let losing = super::member::losing_access(ctx, ws, &namespace, to)
+    let losing = super::member::access::losing_access(ctx, ws, &namespace, to)
         .into_iter()
         .filter(|(m, _)| !super::member::build::own_bindings(m, &bindings).is_empty())
         .map(|(m, _)| super::member::build::describe(&m.spec.subject));

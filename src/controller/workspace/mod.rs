@@ -147,7 +147,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     // count is final in the pass that provisions the Workspace.
     let members = match &plan {
         Plan::Provision(_) if namespace.is_some() => {
-            super::member::granted(&ctx, &ws, &namespace_name).len()
+            super::member::access::granted(&ctx, &ws, &namespace_name).len()
         }
         _ => 0,
     };
