@@ -44,21 +44,6 @@ async fn setup() -> Client {
     plane.admin().await
 }
 
-/// An Organization as these tests write it: no display name, `members`,
-/// and optionally a members-per-workspace limit.
-fn organization(
-    name: &str,
-    admins: &[&str],
-    members: &[serde_json::Value],
-    members_per_workspace: Option<i32>,
-) -> serde_json::Value {
-    let mut extra = json!({"spec": {"displayName": null, "members": members}});
-    if let Some(limit) = members_per_workspace {
-        extra["spec"]["limits"] = json!({"membersPerWorkspace": limit});
-    }
-    objects::organization(name, admins, extra)
-}
-
 /// Waits until the Workspace is Ready (for whatever reason).
 async fn wait_workspace(client: &Client, name: &str) -> Workspace {
     objects::wait_ready(client, name, "True", None, TIMEOUT).await
@@ -665,7 +650,11 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     let alice = format!("alice@{org}.io");
     let bob = format!("bob@{org}.io");
     let team = format!("{org}-eng");
-    apply(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
+    apply(
+        &admin,
+        objects::organization_with(&org, &[&alice], vec![group(&team)], json!({})),
+    )
+    .await;
     apply(&admin, workspace(&ws, "Organization", &org, json!({}))).await;
     wait_workspace(&admin, &ws).await;
 
@@ -721,7 +710,7 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     // Adding bob to the organization makes his member Active by itself.
     apply(
         &admin,
-        organization(&org, &[&alice], &[group(&team), user(&bob)], None),
+        objects::organization_with(&org, &[&alice], vec![group(&team), user(&bob)], json!({})),
     )
     .await;
     wait_active(&admin, &ws, "bob").await;
@@ -729,7 +718,11 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
     wait_member_count(&admin, &ws, 3).await;
 
     // Removing him takes the access away again.
-    apply(&admin, organization(&org, &[&alice], &[group(&team)], None)).await;
+    apply(
+        &admin,
+        objects::organization_with(&org, &[&alice], vec![group(&team)], json!({})),
+    )
+    .await;
     wait_member(&admin, &ws, "bob", "False", "NotAnOrganizationMember").await;
     objects::wait_can(&bob, &[], "list", "pods", Some(&ws), None, false).await;
     // The organization's admin kept Owner throughout.
@@ -756,11 +749,11 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
     let (gil, hal) = (format!("gil@{org}.io"), format!("hal@{org}.io"));
     apply(
         &admin,
-        organization(
+        objects::organization_with(
             &org,
             &[&format!("alice@{org}.io")],
-            &[user(&gil), user(&hal)],
-            Some(1),
+            vec![user(&gil), user(&hal)],
+            objects::members_per_workspace(1),
         ),
     )
     .await;
@@ -777,11 +770,11 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
     let since = operator().reconciled("member", &ws, "gil").len();
     apply(
         &admin,
-        organization(
+        objects::organization_with(
             &org,
             &[&format!("alice@{org}.io")],
-            &[user(&gil), user(&hal)],
-            Some(0),
+            vec![user(&gil), user(&hal)],
+            objects::members_per_workspace(0),
         ),
     )
     .await;
@@ -792,11 +785,11 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
     assert!(!bindings_of(&admin, &ws, "gil").await.is_empty());
     apply(
         &admin,
-        organization(
+        objects::organization_with(
             &org,
             &[&format!("alice@{org}.io")],
-            &[user(&gil), user(&hal)],
-            Some(2),
+            vec![user(&gil), user(&hal)],
+            objects::members_per_workspace(2),
         ),
     )
     .await;

@@ -51,17 +51,6 @@ const OWNER_BINDING: &str = "workspaces.dev:owner";
 // Objects
 // ---------------------------------------------------------------------------
 
-/// An Organization with the users `members` besides its admins.
-fn organization(name: &str, admins: &[&str], members: &[&str], extra: Value) -> Value {
-    let mut value = objects::organization(
-        name,
-        admins,
-        json!({"spec": {"members": objects::users(members)}}),
-    );
-    merge(&mut value, extra);
-    value
-}
-
 fn transfer(name: &str, workspace: &str, to_user: &str, extra: Value) -> Value {
     let mut value = json!({"apiVersion": API_VERSION, "kind": "WorkspaceTransfer",
                            "metadata": {"name": name},
@@ -187,12 +176,7 @@ fn refusal<T: Debug>(what: &str, result: Result<T, kube::Error>) -> (u16, String
 /// Waits until the Workspace's Ready condition has `status` and `reason`,
 /// written for its current generation; returns its message.
 async fn wait_ready(admin: &Client, name: &str, status: &str, reason: &str) -> String {
-    let what = format!("workspace {name} to be Ready={status} ({reason})");
-    let ws = objects::wait_workspace_until(admin, name, &what, TIMEOUT, |ws| {
-        objects::ready(ws).is_some_and(|c| c.status == status && c.reason == reason)
-            && objects::observed(ws)
-    })
-    .await;
+    let ws = objects::wait_ready(admin, name, status, Some(reason), TIMEOUT).await;
     objects::ready(&ws)
         .map(|c| c.message.clone())
         .unwrap_or_default()
@@ -277,7 +261,11 @@ async fn own_organization(
     extra: Value,
 ) -> String {
     let name = support::unique(prefix);
-    apply(admin, organization(&name, admins, members, extra)).await;
+    apply(
+        admin,
+        objects::organization_with(&name, admins, objects::users(members), extra),
+    )
+    .await;
     for a in admins {
         objects::wait_can(
             a,
@@ -1895,11 +1883,10 @@ async fn organization_admins_cannot_raise_their_own_limits() {
         "an organization admin creates an organization with limits of its own",
         post(
             &api,
-            organization(
+            objects::organization(
                 &support::unique("sec-self-made"),
                 &[&olga],
-                &[],
-                json!({"spec": {"limits": {"workspaces": 1000}}}),
+                json!({"spec": {"members": [], "limits": {"workspaces": 1000}}}),
             ),
         )
         .await,

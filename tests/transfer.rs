@@ -141,11 +141,12 @@ async fn as_user(name: &str) -> Client {
 /// An Organization with `admins` (users) and `members` (subjects), and
 /// optionally a workspace limit, created by the cluster admin.
 async fn organization(name: &str, admins: &[&str], members: Vec<Value>, limit: Option<i32>) {
-    let mut extra = json!({"spec": {"members": members}});
-    if let Some(limit) = limit {
-        extra["spec"]["limits"] = json!({"workspaces": limit});
-    }
-    apply(&admin().await, objects::organization(name, admins, extra)).await;
+    let limits = limit.map_or(
+        json!({}),
+        |n| json!({"spec": {"limits": {"workspaces": n}}}),
+    );
+    let org = objects::organization_with(name, admins, members, limits);
+    apply(&admin().await, org).await;
     // Its admins are recognised once the operator has granted them
     // `administer` on it.
     for admin in admins {

@@ -63,6 +63,21 @@ pub fn organization(name: &str, admins: &[&str], extra: Value) -> Value {
     value
 }
 
+/// An Organization like [`organization`] whose `members` (subjects:
+/// [`users`], [`user`], [`group`]) belong to it besides its
+/// admins; `extra` is merged into the whole object (limits, defaults).
+pub fn organization_with(name: &str, admins: &[&str], members: Vec<Value>, extra: Value) -> Value {
+    let mut value = organization(name, admins, json!({"spec": {"members": members}}));
+    merge(&mut value, extra);
+    value
+}
+
+/// The part of an Organization that limits each of its workspaces to
+/// `members` members.
+pub fn members_per_workspace(members: i32) -> Value {
+    json!({"spec": {"limits": {"membersPerWorkspace": members}}})
+}
+
 /// What a WorkspaceMember grants: a built-in role by name (`"Viewer"`) or a
 /// whole `spec` fragment (`{"clusterRole": "admin"}`, `{"role": "Owner"}`).
 pub trait Grant {
