@@ -44,8 +44,8 @@ pub const ACCESS: &str = "workspaces.dev/access";
 /// invitee's answering grant or a directory entry. Those belong to their
 /// WorkspaceMember (or to the directory), not to the Workspace or
 /// Organization their other labels name.
-pub fn is_access_grant<K: kube::Resource>(obj: &K) -> bool {
-    let labels = obj.meta().labels.as_ref();
+pub fn is_access_grant(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    let labels = meta.labels.as_ref();
     labels.is_some_and(|l| {
         l.contains_key(MEMBER) || l.contains_key(INVITATION) || l.contains_key(DIRECTORY)
     })

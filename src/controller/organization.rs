@@ -180,12 +180,7 @@ fn register(routes: &mut super::Routes, queue: &super::Queue<Organization>) {
             [ObjectRef::new(&org.name_any())]
         })
         .on(watch::WORKSPACES, queue, |_, ws| owners_of(ws))
-        .on(watch::ROLE_BINDINGS, queue, |_, rb| on_child(rb))
-        .on(watch::CLUSTER_ROLES, queue, |_, c| on_child(c))
-        .on(watch::CLUSTER_ROLE_BINDINGS, queue, |_, c| on_child(c))
-        .on(watch::QUOTAS, queue, |_, c| on_child(c))
-        .on(watch::LIMIT_RANGES, queue, |_, c| on_child(c))
-        .on(watch::NETWORK_POLICIES, queue, |_, c| on_child(c));
+        .on_children(queue, on_child);
 }
 
 /// The Organizations that own a Workspace: its owner, and the previous
@@ -201,11 +196,11 @@ fn owners_of(ws: &Workspace) -> Vec<ObjectRef<Organization>> {
 
 /// A child carries the name of its Organization as a label; grants to one
 /// subject belong to their member.
-fn on_child<K: Resource>(child: &K) -> Option<ObjectRef<Organization>> {
+fn on_child(child: &ObjectMeta) -> Option<ObjectRef<Organization>> {
     if labels::is_access_grant(child) {
         return None;
     }
-    let name = child.labels().get(labels::ORGANIZATION)?;
+    let name = child.labels.as_ref()?.get(labels::ORGANIZATION)?;
     Some(ObjectRef::new(name))
 }
 

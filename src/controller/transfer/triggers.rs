@@ -2,6 +2,7 @@
 //! controller's own mapping functions, registered with the world, and the
 //! keys transfers are indexed under.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -17,12 +18,8 @@ pub fn register(routes: &mut Routes, queue: &Queue<WorkspaceTransfer>) {
         .on(watch::WORKSPACES, queue, on_workspace)
         .on(watch::ORGANIZATIONS, queue, on_organization)
         .on(watch::MEMBERS, queue, on_member)
-        .on(watch::ROLE_BINDINGS, queue, on_binding)
-        .on(watch::CLUSTER_ROLES, queue, |_, c| on_child(c))
-        .on(watch::CLUSTER_ROLE_BINDINGS, queue, |_, c| on_child(c))
-        .on(watch::QUOTAS, queue, |_, c| on_child(c))
-        .on(watch::LIMIT_RANGES, queue, |_, c| on_child(c))
-        .on(watch::NETWORK_POLICIES, queue, |_, c| on_child(c));
+        .on(watch::ROLE_BINDINGS, queue, on_member_binding)
+        .on_children(queue, on_child);
 }
 
 type Transfers = Vec<ObjectRef<WorkspaceTransfer>>;
@@ -123,20 +120,17 @@ fn on_member(world: &World, member: &WorkspaceMember) -> Transfers {
 
 /// A member's RoleBinding concerns the open transfers of its namespace's
 /// workspace: a running transfer waits until the bindings of the members it
-/// revokes are gone. Other grants to one subject (an invitee's, a directory
-/// entry) concern no transfer; any other binding is a child.
-fn on_binding(world: &World, rb: &k8s_openapi::api::rbac::v1::RoleBinding) -> Transfers {
+/// revokes are gone. (Other grants to one subject, an invitee's or a
+/// directory entry's, concern no transfer.)
+fn on_member_binding(world: &World, rb: &k8s_openapi::api::rbac::v1::RoleBinding) -> Transfers {
     let labels = rb.labels();
     if labels.contains_key(labels::DIRECTORY) || labels.contains_key(labels::INVITATION) {
         return Vec::new();
     }
-    if labels.contains_key(labels::MEMBER) {
-        return rb
-            .namespace()
-            .map(|ns| of_namespace(world, &ns))
-            .unwrap_or_default();
+    match (labels.contains_key(labels::MEMBER), rb.namespace()) {
+        (true, Some(ns)) => of_namespace(world, &ns),
+        _ => Vec::new(),
     }
-    on_child(rb)
 }
 
 /// The open transfers of the workspaces of `namespace`.
@@ -150,10 +144,11 @@ fn of_namespace(world: &World, namespace: &str) -> Transfers {
 
 /// A managed child (the per-transfer read grant) concerns the transfer
 /// that controls it.
-fn on_child<K: Resource>(child: &K) -> Transfers {
+fn on_child(child: &ObjectMeta) -> Transfers {
     child
-        .owner_references()
+        .owner_references
         .iter()
+        .flatten()
         .filter(|o| o.controller == Some(true))
         .filter(|o| {
             o.kind == WorkspaceTransfer::kind(&())

@@ -2,9 +2,10 @@
 //! mapping functions, registered with the world.
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 
 use crate::api::{AccountRef, Organization, Workspace, WorkspaceMember};
 use crate::controller::labels;
@@ -17,12 +18,7 @@ pub fn register(routes: &mut Routes, queue: &Queue<Workspace>) {
         .on(watch::ORGANIZATIONS, queue, on_organization)
         .on(watch::MEMBERS, queue, on_member)
         .on(watch::NAMESPACES, queue, on_namespace)
-        .on(watch::ROLE_BINDINGS, queue, |_, rb| on_child(rb))
-        .on(watch::CLUSTER_ROLES, queue, |_, c| on_child(c))
-        .on(watch::CLUSTER_ROLE_BINDINGS, queue, |_, c| on_child(c))
-        .on(watch::QUOTAS, queue, |_, c| on_child(c))
-        .on(watch::LIMIT_RANGES, queue, |_, c| on_child(c))
-        .on(watch::NETWORK_POLICIES, queue, |_, c| on_child(c));
+        .on_children(queue, on_child);
 }
 
 fn refs(names: impl IntoIterator<Item = String>) -> Vec<ObjectRef<Workspace>> {
@@ -71,11 +67,12 @@ fn on_namespace(world: &World, ns: &PartialObjectMeta<Namespace>) -> Vec<ObjectR
 
 /// A child carries the name of its Workspace as a label; grants to one
 /// subject belong to their member, not to the Workspace.
-fn on_child<K: Resource>(child: &K) -> Vec<ObjectRef<Workspace>> {
+fn on_child(child: &ObjectMeta) -> Option<ObjectRef<Workspace>> {
     if labels::is_access_grant(child) {
-        return Vec::new();
+        return None;
     }
-    refs(child.labels().get(labels::WORKSPACE).cloned())
+    let name = child.labels.as_ref()?.get(labels::WORKSPACE)?;
+    Some(ObjectRef::new(name))
 }
 
 /// The Workspaces that a namespace belongs to: those `named` (by the
@@ -132,9 +129,9 @@ mod tests {
     fn a_members_binding_is_its_members_not_its_workspaces() {
         let mut rb = k8s_openapi::api::rbac::v1::RoleBinding::default();
         rb.metadata.labels = Some([(labels::WORKSPACE.to_string(), "team".to_string())].into());
-        assert_eq!(on_child(&rb), [ObjectRef::new("team")]);
+        assert_eq!(on_child(&rb.metadata), Some(ObjectRef::new("team")));
         rb.labels_mut()
             .insert(labels::MEMBER.to_string(), "alice".to_string());
-        assert!(on_child(&rb).is_empty());
+        assert_eq!(on_child(&rb.metadata), None);
     }
 }

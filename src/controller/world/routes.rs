@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
 use super::World;
@@ -140,6 +142,25 @@ impl Routes {
         });
         entry::<Vec<Route<K>>>(&mut self.routes, watch.name).push(route);
         self
+    }
+
+    /// Registers `map` for the events of every watch of what the operator
+    /// creates (RoleBindings, ClusterRoles, ClusterRoleBindings,
+    /// ResourceQuotas, LimitRanges, NetworkPolicies): a child concerns
+    /// its owner by its labels or ownerReferences, whatever its kind.
+    pub fn on_children<C, I>(&mut self, queue: &Queue<C>, map: fn(&ObjectMeta) -> I) -> &mut Self
+    where
+        C: kube::Resource + 'static,
+        I: IntoIterator<Item = ObjectRef<C>> + 'static,
+    {
+        self.on(watch::ROLE_BINDINGS, queue, move |_, c| map(c.meta()))
+            .on(watch::CLUSTER_ROLES, queue, move |_, c| map(c.meta()))
+            .on(watch::CLUSTER_ROLE_BINDINGS, queue, move |_, c| {
+                map(c.meta())
+            })
+            .on(watch::QUOTAS, queue, move |_, c| map(c.meta()))
+            .on(watch::LIMIT_RANGES, queue, move |_, c| map(c.meta()))
+            .on(watch::NETWORK_POLICIES, queue, move |_, c| map(c.meta()))
     }
 
     /// Registers `keys`: the objects of `watch` are also filed under them
