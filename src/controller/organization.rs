@@ -219,14 +219,9 @@ impl super::Controller for Organizations {
         ctx: Arc<Context>,
         triggers: UnboundedReceiver<ObjectRef<Organization>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        run(ctx, triggers)
+        let store = ctx.world.organizations.clone();
+        super::runner::run(ctx, store, triggers, CONTROLLER, reconcile)
     }
-}
-
-/// Runs the Organization controller until its trigger stream ends.
-pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Organization>>) {
-    let store = ctx.world.organizations.clone();
-    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {

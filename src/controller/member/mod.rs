@@ -80,14 +80,9 @@ impl super::Controller for Members {
         ctx: Arc<Context>,
         triggers: UnboundedReceiver<ObjectRef<WorkspaceMember>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        run(ctx, triggers)
+        let store = ctx.world.members.clone();
+        super::runner::run(ctx, store, triggers, CONTROLLER, reconcile)
     }
-}
-
-/// Runs the WorkspaceMember controller until its trigger stream ends.
-pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<WorkspaceMember>>) {
-    let store = ctx.world.members.clone();
-    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 /// The transfer rules on top of a member's own plan. While a transfer of

@@ -94,14 +94,9 @@ impl super::Controller for Transfers {
         ctx: Arc<Context>,
         triggers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        run(ctx, triggers)
+        let store = ctx.world.transfers.clone();
+        super::runner::run(ctx, store, triggers, CONTROLLER, reconcile)
     }
-}
-
-/// Runs the WorkspaceTransfer controller until its trigger stream ends.
-pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<WorkspaceTransfer>>) {
-    let store = ctx.world.transfers.clone();
-    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 /// What a decision about one transfer reads from the caches.

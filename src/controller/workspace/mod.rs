@@ -97,14 +97,9 @@ impl super::Controller for Workspaces {
         ctx: Arc<Context>,
         triggers: UnboundedReceiver<ObjectRef<Workspace>>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        run(ctx, triggers)
+        let store = ctx.world.workspaces.clone();
+        super::runner::run(ctx, store, triggers, CONTROLLER, reconcile)
     }
-}
-
-/// Runs the Workspace controller until its trigger stream ends.
-pub async fn run(ctx: Arc<Context>, triggers: UnboundedReceiver<ObjectRef<Workspace>>) {
-    let store = ctx.world.workspaces.clone();
-    super::runner::run(ctx, store, triggers, CONTROLLER, reconcile).await;
 }
 
 async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
