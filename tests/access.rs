@@ -21,12 +21,6 @@ use workspace_operator::api::Workspace;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn setup() -> Client {
-    let plane = support::plane();
-    support::operator::operator();
-    plane.admin().await
-}
-
 /// A Workspace manifest as a user writes it.
 fn workspace_yaml(name: &str, owner_kind: &str, owner: &str, description: &str) -> String {
     format!(
@@ -54,7 +48,7 @@ async fn description(admin: &Client, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_user_creates_and_reapplies_their_workspace_with_kubectl() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let alice = format!("{}@example.com", support::unique("alice"));
     let kubectl = Kubectl::as_user(&alice, &[]);
 
@@ -148,7 +142,7 @@ async fn a_user_creates_and_reapplies_their_workspace_with_kubectl() {
 
 #[tokio::test]
 async fn only_owners_change_or_delete_a_workspace() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let alice = format!("{}@example.com", support::unique("alice"));
     let owner_member = format!("{}@example.com", support::unique("olga"));
     let developer = format!("{}@example.com", support::unique("dev"));
@@ -285,7 +279,7 @@ async fn only_owners_change_or_delete_a_workspace() {
 
 #[tokio::test]
 async fn organization_admins_apply_the_organizations_workspaces() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let org = support::unique("org-apply");
     let carol = format!("{}@example.com", support::unique("carol"));
     let bob = format!("{}@example.com", support::unique("bob"));
@@ -374,7 +368,7 @@ async fn cluster_rbac(admin: &Client) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn workspaces_and_members_add_no_cluster_scoped_rbac() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let before = cluster_rbac(&admin).await;
     let owner = format!("{}@example.com", support::unique("grace"));
     let mut names = Vec::new();
@@ -423,7 +417,7 @@ async fn workspaces_and_members_add_no_cluster_scoped_rbac() {
 
 #[tokio::test]
 async fn per_workspace_cluster_roles_of_earlier_versions_are_removed() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let owner = format!("{}@example.com", support::unique("hank"));
     let name = support::unique("legacy");
     let _dump = support::dump_on_failure(&[&name]);

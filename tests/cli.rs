@@ -17,9 +17,7 @@ use support::objects::{
     wait_member_phase, wait_ready, workspace,
 };
 use support::plugin::{Plugin, entry, names};
-use workspace_operator::api::{
-    MemberPhase, Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer,
-};
+use workspace_operator::api::{Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer};
 use workspace_operator::controller::directory::build::entry_name;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,11 +30,6 @@ async fn ready_workspace(admin: &Client, as_owner: &Client, value: Value) {
         .to_string();
     create(as_owner, value).await;
     wait_ready(admin, &name, "True", None, TIMEOUT).await;
-}
-
-/// Waits until the member `ns/name` has `phase`.
-async fn wait_member(admin: &Client, ns: &str, name: &str, phase: MemberPhase) {
-    wait_member_phase(admin, ns, name, &format!("{phase:?}"), TIMEOUT).await;
 }
 
 /// An organization with admin `admin_user`, members `bob` and the group
@@ -94,7 +87,7 @@ async fn world() -> World {
     for (ns, (subject, role)) in w.team.iter().zip(grants) {
         let value = serde_json::to_value(&subject).expect("a subject");
         apply(&admin, member(ns, "m", value, role)).await;
-        wait_member(&admin, ns, "m", MemberPhase::Active).await;
+        wait_member_phase(&admin, ns, "m", "Active", TIMEOUT).await;
         let verb = format!("member-{}", role.to_lowercase());
         wait_directory(&admin, &subject, ns, Some(&verb)).await;
     }
@@ -381,11 +374,11 @@ async fn wait_listed(plugin: &Plugin, name: &str) -> Value {
     .await
 }
 
-async fn wait_transfer(name: &str, phase: TransferPhase) {
-    let api = Api::<WorkspaceTransfer>::all(support::plane().admin().await);
-    support::wait_for(&format!("transfer {name} {phase:?}"), TIMEOUT, || async {
-        let t = api.get(name).await.ok()?;
-        (t.status.and_then(|s| s.phase) == Some(phase)).then_some(())
+async fn wait_phase(name: &str, phase: TransferPhase) {
+    let admin = support::plane().admin().await;
+    let what = format!("{phase:?}");
+    support::objects::wait_transfer_until(&admin, name, &what, |t| {
+        t.status.as_ref().and_then(|s| s.phase) == Some(phase)
     })
     .await;
 }
@@ -443,7 +436,7 @@ async fn both_sides_of_a_transfer_answer_and_use_finds_the_workspace_under_its_n
         "{}",
         approved.stdout
     );
-    wait_transfer(&name, TransferPhase::Completed).await;
+    wait_phase(&name, TransferPhase::Completed).await;
 
     let used = olga.run(&["use", &format!("{}/lab-eu", w.org)]).success();
     assert!(
@@ -480,7 +473,7 @@ async fn the_target_rejects_a_transfer_with_a_reason() {
         .run(&["reject", &name, "--reason", "Not this quarter."])
         .success();
     assert!(rejected.stdout.contains("Rejected"), "{}", rejected.stdout);
-    wait_transfer(&name, TransferPhase::Rejected).await;
+    wait_phase(&name, TransferPhase::Rejected).await;
     let t = Api::<WorkspaceTransfer>::all(support::plane().admin().await)
         .get(&name)
         .await
@@ -512,7 +505,7 @@ async fn invite(w: &World, who: &str, name: &str) -> Plugin {
     let admin = support::plane().admin().await;
     let alice = support::plane().client_as(&w.alice, &[]).await;
     apply(&alice, member(&w.personal, name, user(who), "Developer")).await;
-    wait_member(&admin, &w.personal, name, MemberPhase::Invited).await;
+    wait_member_phase(&admin, &w.personal, name, "Invited", TIMEOUT).await;
     wait_directory(&admin, &Subject::user(who), &w.personal, Some("invited")).await;
     Plugin::as_user(who, &[])
 }
@@ -534,7 +527,7 @@ async fn an_invitee_sees_the_invitation_accepts_it_and_then_belongs() {
         .refused(&["no open invitation"]);
     plugin.run(&["accept", &w.personal]).success();
     let admin = support::plane().admin().await;
-    wait_member(&admin, &w.personal, "dave", MemberPhase::Active).await;
+    wait_member_phase(&admin, &w.personal, "dave", "Active", TIMEOUT).await;
     let dave_entry = Subject::user(&dave);
     wait_directory(&admin, &dave_entry, &w.personal, Some("member-developer")).await;
     let listed = plugin.json(&["ls"]);
@@ -549,7 +542,7 @@ async fn an_invitee_declines_and_gets_nothing() {
     let plugin = invite(&w, &dora, "dora").await;
     plugin.run(&["decline", &w.personal]).success();
     let admin = support::plane().admin().await;
-    wait_member(&admin, &w.personal, "dora", MemberPhase::Declined).await;
+    wait_member_phase(&admin, &w.personal, "dora", "Declined", TIMEOUT).await;
     wait_directory(&admin, &Subject::user(&dora), &w.personal, None).await;
     assert_eq!(plugin.json(&["ls"]), json!([]));
     assert_eq!(plugin.json(&["invitations"]), json!([]));
@@ -581,7 +574,7 @@ async fn a_platform_admin_sees_every_transfer_and_answers_one_side_in_their_own_
         .refused(&["cannot answer the source side"]);
     pa.run(&["reject", &name, "--reason", "Platform freeze."])
         .success();
-    wait_transfer(&name, TransferPhase::Rejected).await;
+    wait_phase(&name, TransferPhase::Rejected).await;
     let t = Api::<WorkspaceTransfer>::all(admin)
         .get(&name)
         .await

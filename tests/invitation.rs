@@ -14,25 +14,18 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::kubectl::Kubectl;
 use support::objects::{
-    accept, apply, can, create, group, member, organization, patch_member, response_patch,
-    service_account, user, wait_gone, wait_member_phase, wait_ready, workspace,
+    accept, apply, can, create, group, member, organization, patch_member, personal_workspace,
+    response_patch, service_account, user, wait_gone, wait_member_phase, wait_ready, workspace,
 };
 use workspace_operator::api::WorkspaceMember;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn setup() -> Client {
-    let plane = support::plane();
-    support::operator::operator();
-    plane.admin().await
-}
-
 /// A personal workspace of a new user, Ready; returns (workspace, owner).
-async fn personal_workspace(admin: &Client, prefix: &str) -> (String, String) {
+async fn new_personal_workspace(admin: &Client, prefix: &str) -> (String, String) {
     let ws = support::unique(prefix);
     let owner = format!("owner-{ws}@example.com");
-    create(admin, workspace(&ws, "User", &owner, json!({}))).await;
-    wait_ready(admin, &ws, "True", Some("Provisioned"), TIMEOUT).await;
+    personal_workspace(admin, &ws, &owner).await;
     (ws, owner)
 }
 
@@ -104,8 +97,8 @@ async fn answering_grant_exists(admin: &Client, ns: &str, member: &str) -> (bool
 
 #[tokio::test]
 async fn an_invitee_reads_and_accepts_and_only_then_gets_the_role() {
-    let admin = setup().await;
-    let (ws, owner) = personal_workspace(&admin, "invite").await;
+    let admin = support::operator::setup().await;
+    let (ws, owner) = new_personal_workspace(&admin, "invite").await;
     let _dump = support::dump_on_failure(&[&ws]);
     let bob = format!("bob-{ws}@example.com");
     let eve = format!("eve-{ws}@example.com");
@@ -238,8 +231,8 @@ async fn an_invitee_reads_and_accepts_and_only_then_gets_the_role() {
 
 #[tokio::test]
 async fn a_declined_invitation_grants_nothing_and_inviting_again_starts_over() {
-    let admin = setup().await;
-    let (ws, owner) = personal_workspace(&admin, "decline").await;
+    let admin = support::operator::setup().await;
+    let (ws, owner) = new_personal_workspace(&admin, "decline").await;
     let _dump = support::dump_on_failure(&[&ws]);
     let carol = format!("carol-{ws}@example.com");
     let alice = Kubectl::as_user(&owner, &[]);
@@ -295,8 +288,8 @@ async fn a_declined_invitation_grants_nothing_and_inviting_again_starts_over() {
 
 #[tokio::test]
 async fn groups_service_accounts_and_organization_members_are_not_invited() {
-    let admin = setup().await;
-    let (ws, _owner) = personal_workspace(&admin, "noinvite").await;
+    let admin = support::operator::setup().await;
+    let (ws, _owner) = new_personal_workspace(&admin, "noinvite").await;
     let _dump = support::dump_on_failure(&[&ws]);
     apply(&admin, member(&ws, "eng", group("eng"), "Viewer")).await;
     apply(

@@ -110,7 +110,7 @@ async fn create_workspaces(client: &Client, prefix: &str, n: usize) -> Created {
     }
 }
 
-fn describe(writes: &[support::AuditedRequest]) -> String {
+fn listed(writes: &[support::AuditedRequest]) -> String {
     writes.iter().map(|w| format!("\n  {w}")).collect()
 }
 
@@ -152,7 +152,7 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
     assert!(
         writes.is_empty(),
         "a converged operator wrote:{}",
-        describe(&writes)
+        listed(&writes)
     );
 
     // kill -9 and start again: it re-reads everything and writes nothing.
@@ -169,7 +169,7 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
     assert!(
         writes.is_empty(),
         "a restarted operator wrote:{}",
-        describe(&writes)
+        listed(&writes)
     );
     // Besides the Lease: the start-up check of the admission policies'
     // parameters (a SelfSubjectReview and one GET of their ConfigMap), then
@@ -186,7 +186,7 @@ async fn converged_cluster_sees_zero_writes_even_after_a_restart() {
             .iter()
             .all(|r| matches!(r.verb.as_str(), "list" | "watch")),
         "only reads after a restart: {}",
-        describe(&requests)
+        listed(&requests)
     );
     second.stop();
 }
@@ -276,7 +276,7 @@ async fn the_directory_costs_no_writes_when_converged_or_after_a_restart() {
     assert!(
         writes.is_empty(),
         "a converged directory wrote:{}",
-        describe(&writes)
+        listed(&writes)
     );
 
     // kill -9 and start again: every entry is checked, none is written.
@@ -297,7 +297,7 @@ async fn the_directory_costs_no_writes_when_converged_or_after_a_restart() {
     assert!(
         writes.is_empty(),
         "a restarted directory wrote:{}",
-        describe(&writes)
+        listed(&writes)
     );
     second.stop();
 }

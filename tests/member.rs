@@ -38,10 +38,10 @@ fn operator() -> &'static Operator {
     support::operator::operator_with(&[&roles])
 }
 
+/// The admin's client, once the plane and this binary's operator run.
 async fn setup() -> Client {
-    let plane = support::plane();
-    operator();
-    plane.admin().await
+    let roles = format!("--assignable-cluster-roles={CUSTOM_ROLE},{UNLABELLED_ROLE}");
+    support::operator::setup_with(&[&roles]).await
 }
 
 /// Waits until the Workspace is Ready (for whatever reason).
@@ -293,7 +293,7 @@ async fn each_built_in_role_allows_exactly_what_the_spec_says() {
         let expected: Vec<(String, bool)> = MATRIX
             .iter()
             .map(|(verb, resource, scope, allowed)| {
-                (describe(verb, resource, *scope), allowed[column])
+                (attempt(verb, resource, *scope), allowed[column])
             })
             .collect();
         // RBAC caches in the API server catch up within moments: poll until
@@ -310,7 +310,7 @@ async fn each_built_in_role_allows_exactly_what_the_spec_says() {
                     Scope::OtherWorkspaceObject => (None, Some(other.as_str())),
                 };
                 let allowed = support::can_i(&client, verb, resource, ns, name).await;
-                actual.push((describe(verb, resource, *scope), allowed));
+                actual.push((attempt(verb, resource, *scope), allowed));
             }
             if actual == expected {
                 break;
@@ -330,7 +330,7 @@ async fn each_built_in_role_allows_exactly_what_the_spec_says() {
     assert_bindings_match_members(&admin, &ws).await;
 }
 
-fn describe(verb: &str, resource: &str, scope: Scope) -> String {
+fn attempt(verb: &str, resource: &str, scope: Scope) -> String {
     let place = match scope {
         Scope::Workspace => "in the workspace",
         Scope::Other => "in another workspace",

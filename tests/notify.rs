@@ -12,9 +12,7 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::kubectl::Kubectl;
-use support::objects::{
-    accept, apply, create, member, user, wait_member_phase, wait_ready, workspace,
-};
+use support::objects::{accept, apply, member, personal_workspace, user, wait_member_phase};
 use support::operator::{OPERATOR_USER, Operator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workspace_operator::api::WorkspaceMember;
@@ -178,10 +176,10 @@ fn operator(receiver: &Receiver, ttl: &str) -> Operator {
     op
 }
 
-async fn personal_workspace(admin: &Client, owner: &str) -> String {
+/// A new personal workspace of `owner`, Ready.
+async fn notes_workspace(admin: &Client, owner: &str) -> String {
     let ws = support::unique("notes");
-    create(admin, workspace(&ws, "User", owner, json!({}))).await;
-    wait_ready(admin, &ws, "True", Some("Provisioned"), TIMEOUT).await;
+    personal_workspace(admin, &ws, owner).await;
     ws
 }
 
@@ -197,7 +195,7 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
     let receiver = Receiver::start(1).await;
     let first = operator(&receiver, "1h");
     let alice = format!("{}@example.com", support::unique("alice"));
-    let ws = personal_workspace(&admin, &alice).await;
+    let ws = notes_workspace(&admin, &alice).await;
     let _dump = support::dump_on_failure(&[&ws]);
 
     // Invitation created: to the invitee, with the command that accepts.
@@ -287,7 +285,7 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
     // A transfer waiting for the target's approval: to the target user,
     // with the command that approves; then its completion.
     let zed = format!("zed-{ws}@example.com");
-    let moving = personal_workspace(&admin, &alice).await;
+    let moving = notes_workspace(&admin, &alice).await;
     let name = format!("{moving}-to-zed");
     let manifest = format!(
         "apiVersion: workspaces.dev/v1alpha1\nkind: WorkspaceTransfer\nmetadata:\n  name: {name}\n\
@@ -332,7 +330,7 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
         .wait_event("transfer.completed", &transfer_subject)
         .await;
     // A refused transfer is announced too.
-    let kept = personal_workspace(&admin, &alice).await;
+    let kept = notes_workspace(&admin, &alice).await;
     let refused = format!("{kept}-to-zed");
     let manifest = manifest.replace(&name, &refused).replace(&moving, &kept);
     Kubectl::as_user(&alice, &[]).create(&manifest).success();

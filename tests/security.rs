@@ -33,9 +33,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use support::objects::{
-    self, API_VERSION, apply, create, group, member, merge, user, wait_gone, workspace,
-};
+use support::objects::{self, apply, create, group, member, merge, user, wait_gone, workspace};
 use support::operator::OPERATOR_NAMESPACE;
 use workspace_operator::api::{Organization, Workspace, WorkspaceMember, WorkspaceTransfer};
 
@@ -50,14 +48,6 @@ const OWNER_BINDING: &str = "workspaces.dev:owner";
 // ---------------------------------------------------------------------------
 // Objects
 // ---------------------------------------------------------------------------
-
-fn transfer(name: &str, workspace: &str, to_user: &str, extra: Value) -> Value {
-    let mut value = json!({"apiVersion": API_VERSION, "kind": "WorkspaceTransfer",
-                           "metadata": {"name": name},
-                           "spec": {"workspace": workspace, "to": {"kind": "User", "name": to_user}}});
-    merge(&mut value, extra);
-    value
-}
 
 // ---------------------------------------------------------------------------
 // Acting as someone
@@ -217,11 +207,12 @@ async fn wait_for_policies() {
     let _ = IN_FORCE.set(());
 }
 
+/// The admin's client, once the shared operator runs and the admission
+/// policies are in force.
 async fn setup() -> Client {
-    let plane = support::plane();
-    support::operator::operator();
+    let admin = support::operator::setup().await;
     wait_for_policies().await;
-    plane.admin().await
+    admin
 }
 
 // ---------------------------------------------------------------------------
@@ -1924,10 +1915,10 @@ async fn transfer_approvals_cannot_be_forged() {
     let api: Api<WorkspaceTransfer> = Api::all(inv.attacker.clone());
     let admin_api: Api<WorkspaceTransfer> = Api::all(admin.clone());
     let name = support::unique("sec-heist");
-    let forged = transfer(
+    let forged = objects::transfer(
         &name,
         &victim.workspace,
-        &mallory,
+        ("User", &mallory),
         json!({"spec": {"approvals": {"source": {"approvedBy": victim.owner}}}}),
     );
     inv.refused(
@@ -1950,7 +1941,7 @@ async fn transfer_approvals_cannot_be_forged() {
     // A request without approvals is only a request.
     post(
         &api,
-        transfer(&name, &victim.workspace, &mallory, json!({})),
+        objects::transfer(&name, &victim.workspace, ("User", &mallory), json!({})),
     )
     .await
     .expect("anyone may ask");

@@ -58,16 +58,6 @@ async fn alone() -> RwLockWriteGuard<'static, ()> {
     guard
 }
 
-/// An operator of a test's own: no leader election (it runs alone), and
-/// `env` (fault injection).
-fn own_operator(extra: &[&str], env: &[(&str, &str)]) -> Operator {
-    let mut args = vec!["--leader-election=false"];
-    args.extend_from_slice(extra);
-    let op = Operator::start_with_env(&args, env);
-    op.wait_ready(TIMEOUT);
-    op
-}
-
 /// Waits until the shared operator's transfer controller has reconciled the
 /// transfer `name` as of its current resourceVersion.
 async fn wait_shared_reconciled(name: &str) {
@@ -172,7 +162,13 @@ async fn organization(name: &str, admins: &[&str], members: Vec<Value>, limit: O
 
 /// A Workspace created by `creator` (its owner, or an admin of its owning
 /// Organization), waited on until Ready.
-async fn workspace(creator: &str, name: &str, kind: &str, owner: &str, extra: Value) -> Workspace {
+async fn ready_workspace(
+    creator: &str,
+    name: &str,
+    kind: &str,
+    owner: &str,
+    extra: Value,
+) -> Workspace {
     create(
         &as_user(creator).await,
         objects::workspace(name, kind, owner, extra),
@@ -182,22 +178,17 @@ async fn workspace(creator: &str, name: &str, kind: &str, owner: &str, extra: Va
 }
 
 /// A WorkspaceTransfer as a person writes it.
-fn transfer(
+fn transfer_manifest(
     name: &str,
     ws: &str,
     from: Option<(&str, &str)>,
     to: (&str, &str),
     extra: Value,
 ) -> String {
-    let mut value = json!({
-        "apiVersion": objects::API_VERSION, "kind": "WorkspaceTransfer",
-        "metadata": {"name": name},
-        "spec": {"workspace": ws, "to": {"kind": to.0, "name": to.1}},
-    });
+    let mut value = objects::transfer(name, ws, to, extra);
     if let Some((kind, owner)) = from {
         value["spec"]["from"] = json!({"kind": kind, "name": owner});
     }
-    objects::merge(&mut value, extra);
     serde_json::to_string(&value).expect("json")
 }
 
@@ -251,13 +242,7 @@ async fn wait_transfer(
     what: &str,
     check: impl Fn(&WorkspaceTransfer) -> bool,
 ) -> WorkspaceTransfer {
-    let check = &check;
-    support::wait_for(
-        &format!("transfer {name}: {what}"),
-        TIMEOUT,
-        || async move { get_transfer(name).await.filter(|t| check(t)) },
-    )
-    .await
+    objects::wait_transfer_until(&admin().await, name, what, check).await
 }
 
 fn phase(t: &WorkspaceTransfer) -> Option<TransferPhase> {
@@ -394,7 +379,7 @@ async fn wait_event(name: &str, reason: &str) {
 /// Waits until the member is in phase `want`. Waiting for `Active`, a User
 /// invited to a personal workspace who has not answered accepts first, as
 /// themself.
-async fn wait_member_phase(ns: &str, name: &str, want: MemberPhase) -> WorkspaceMember {
+async fn wait_member_answering(ns: &str, name: &str, want: MemberPhase) -> WorkspaceMember {
     let admin = admin().await;
     let api: Api<WorkspaceMember> = Api::namespaced(admin.clone(), ns);
     if want == MemberPhase::Active {
@@ -492,7 +477,7 @@ impl Lab {
     async fn set_up(&self) -> BTreeMap<String, String> {
         let ws = &self.ws;
         organization(&self.org, &[&self.carol], vec![user(&self.bob)], None).await;
-        workspace(&self.alice, ws, "User", &self.alice, json!({})).await;
+        ready_workspace(&self.alice, ws, "User", &self.alice, json!({})).await;
         let alice = as_user(&self.alice).await;
         for m in [
             member(ws, "bob", user(&self.bob), "Developer"),
@@ -510,9 +495,9 @@ impl Lab {
             objects::wait_member_phase(&admin, ws, name, "Invited", TIMEOUT).await;
             objects::accept(&admin, ws, name, who, TIMEOUT).await;
         }
-        wait_member_phase(ws, "ivy", MemberPhase::Invited).await;
+        wait_member_answering(ws, "ivy", MemberPhase::Invited).await;
         for name in ["bob", "dan", "eng", "agent", "outside"] {
-            wait_member_phase(ws, name, MemberPhase::Active).await;
+            wait_member_answering(ws, name, MemberPhase::Active).await;
         }
         assert!(is_owner(&self.alice, ws).await && !is_owner(&self.carol, ws).await);
         contents(ws).await
@@ -605,7 +590,7 @@ async fn a_personal_workspace_moves_to_an_organization_with_members_of_every_kin
     // alice proposes the move and approves her side in the same step.
     let name = format!("{ws}-to-{org}");
     let approved = json!({"spec": {"approvals": {"source": {"approvedBy": lab.alice}}}});
-    let manifest = transfer(
+    let manifest = transfer_manifest(
         &name,
         ws,
         Some(("User", &lab.alice)),
@@ -632,14 +617,14 @@ async fn a_personal_workspace_moves_to_an_organization_with_members_of_every_kin
     );
     lab.check_access_after().await;
     for revoked in ["dan", "eng", "outside"] {
-        let m = wait_member_phase(ws, revoked, MemberPhase::Revoked).await;
+        let m = wait_member_answering(ws, revoked, MemberPhase::Revoked).await;
         let ready = objects::ready_of(&m.status.as_ref().unwrap().conditions).unwrap();
         assert_eq!(ready.reason, "RevokedByTransfer");
         assert!(ready.message.contains(&name), "{}", ready.message);
     }
-    wait_member_phase(ws, "bob", MemberPhase::Active).await;
+    wait_member_answering(ws, "bob", MemberPhase::Active).await;
     // The move ended ivy's open invitation, and her answering grant with it.
-    let ivy = wait_member_phase(ws, "ivy", MemberPhase::Revoked).await;
+    let ivy = wait_member_answering(ws, "ivy", MemberPhase::Revoked).await;
     let ready = objects::ready_of(&ivy.status.as_ref().unwrap().conditions).unwrap();
     assert_eq!(ready.reason, "InvitationRevoked");
     assert!(ready.message.contains(&name), "{}", ready.message);
@@ -728,7 +713,7 @@ impl Prod {
         organization(&self.acme, &[&self.ann], acme_members, None).await;
         organization(&self.globex, &[&self.carol], vec![user(&self.bob)], None).await;
         let handle = json!({"spec": {"handle": "prod"}});
-        workspace(&self.ann, ws, "Organization", &self.acme, handle).await;
+        ready_workspace(&self.ann, ws, "Organization", &self.acme, handle).await;
         let ann = as_user(&self.ann).await;
         for m in [
             member(ws, "bob", user(&self.bob), "Runner"),
@@ -739,7 +724,7 @@ impl Prod {
             apply(&ann, m).await;
         }
         for name in ["bob", "carl", "ops", "agent"] {
-            wait_member_phase(ws, name, MemberPhase::Active).await;
+            wait_member_answering(ws, name, MemberPhase::Active).await;
         }
         contents(ws).await
     }
@@ -749,7 +734,7 @@ impl Prod {
         let (ws, first) = (&self.ws, format!("{}-a", self.ws));
         let extra = json!({"spec": {"newHandle": "prod-eu", "approvals": {"source": {"approvedBy": self.ann}}}});
         let from = Some(("Organization", self.acme.as_str()));
-        let manifest = transfer(&first, ws, from, ("Organization", &self.globex), extra);
+        let manifest = transfer_manifest(&first, ws, from, ("Organization", &self.globex), extra);
         Kubectl::as_user(&self.ann, &[]).create(&manifest).success();
         patch_answer(&self.carol, &first, "target", "approvedBy")
             .await
@@ -771,10 +756,10 @@ impl Prod {
         assert!(can(&self.bob, &[], "create", "jobs.batch", Some(ws), None).await);
         assert!(can(&self.agent, &[], "create", "pods", Some(ws), None).await);
         for kept in ["bob", "agent"] {
-            wait_member_phase(ws, kept, MemberPhase::Active).await;
+            wait_member_answering(ws, kept, MemberPhase::Active).await;
         }
         for revoked in ["carl", "ops"] {
-            wait_member_phase(ws, revoked, MemberPhase::Revoked).await;
+            wait_member_answering(ws, revoked, MemberPhase::Revoked).await;
         }
         assert!(!can(&self.carl, &[], "get", "configmaps", Some(ws), None).await);
         assert!(!can("someone", &[&self.ops], "get", "configmaps", Some(ws), None).await);
@@ -784,7 +769,7 @@ impl Prod {
     /// once the operator has recorded the source.
     async fn to_erin(&self) {
         let (ws, second) = (&self.ws, format!("{}-b", self.ws));
-        let manifest = transfer(&second, ws, None, ("User", &self.erin), json!({}));
+        let manifest = transfer_manifest(&second, ws, None, ("User", &self.erin), json!({}));
         Kubectl::as_user(&self.erin, &[])
             .create(&manifest)
             .success();
@@ -832,7 +817,7 @@ async fn a_personal_workspace_moves_to_another_user() {
         format!("gus-{id}"),
     );
     let ws = format!("notes-{id}");
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
+    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
     apply(
         &as_user(&alice).await,
         member(&ws, "gus", user(&gus), "Viewer"),
@@ -845,7 +830,7 @@ async fn a_personal_workspace_moves_to_another_user() {
     // frank asks for it (server-side apply works before he may read it);
     // alice approves.
     Kubectl::as_user(&frank, &[])
-        .apply_server_side(&transfer(
+        .apply_server_side(&transfer_manifest(
             &name,
             &ws,
             None,
@@ -930,10 +915,10 @@ impl Vault {
             ws: person("vault"),
         };
         organization(&v.org, &[&v.carol], vec![], None).await;
-        workspace(&v.alice, &v.ws, "User", &v.alice, json!({})).await;
+        ready_workspace(&v.alice, &v.ws, "User", &v.alice, json!({})).await;
         let alice = as_user(&v.alice).await;
         apply(&alice, member(&v.ws, "dev", user(&v.dev), "Developer")).await;
-        wait_member_phase(&v.ws, "dev", MemberPhase::Active).await;
+        wait_member_answering(&v.ws, "dev", MemberPhase::Active).await;
         v
     }
 
@@ -956,7 +941,7 @@ async fn a_stranger_cannot_propose_a_move_or_sign_for_the_owner() {
     let as_mallory = Kubectl::as_user(mallory, &[]);
     let alice_from = Some(("User", v.alice.as_str()));
     as_mallory
-        .create(&transfer(
+        .create(&transfer_manifest(
             &format!("{ws}-m1"),
             ws,
             alice_from,
@@ -966,7 +951,7 @@ async fn a_stranger_cannot_propose_a_move_or_sign_for_the_owner() {
         .refused(&["only if you may answer for one of its sides"]);
     let forged = json!({"spec": {"approvals": {"source": {"approvedBy": v.alice}}}});
     as_mallory
-        .create(&transfer(
+        .create(&transfer_manifest(
             &format!("{ws}-m2"),
             ws,
             None,
@@ -979,7 +964,7 @@ async fn a_stranger_cannot_propose_a_move_or_sign_for_the_owner() {
     let both = json!({"spec": {"approvals": {"source": {"approvedBy": mallory}, "target": {"approvedBy": mallory}}}});
     let mine = Some(("User", mallory.as_str()));
     as_mallory
-        .create(&transfer(&lie, ws, mine, ("User", mallory), both))
+        .create(&transfer_manifest(&lie, ws, mine, ("User", mallory), both))
         .success();
     let failed = wait_phase(&lie, TransferPhase::Failed).await;
     assert_eq!(
@@ -995,7 +980,7 @@ async fn each_side_answers_only_for_itself() {
     let v = Vault::set_up().await;
     let name = format!("{}-ok", v.ws);
     Kubectl::as_user(&v.alice, &[])
-        .create(&transfer(
+        .create(&transfer_manifest(
             &name,
             &v.ws,
             Some(("User", &v.alice)),
@@ -1039,13 +1024,13 @@ async fn rejection_and_cancellation_leave_the_workspace_where_it_was() {
     let org = format!("globex-{id}");
     let ws = format!("desk-{id}");
     organization(&org, &[&carol], vec![], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
+    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
     let to = ("Organization", org.as_str());
     let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
 
     let refused = format!("{ws}-r");
     Kubectl::as_user(&alice, &[])
-        .create(&transfer(
+        .create(&transfer_manifest(
             &refused,
             &ws,
             Some(("User", &alice)),
@@ -1065,7 +1050,7 @@ async fn rejection_and_cancellation_leave_the_workspace_where_it_was() {
 
     let cancelled = format!("{ws}-c");
     Kubectl::as_user(&alice, &[])
-        .create(&transfer(
+        .create(&transfer_manifest(
             &cancelled,
             &ws,
             Some(("User", &alice)),
@@ -1093,8 +1078,8 @@ async fn validation_keeps_it_pending_with_a_reason() {
     let ws = format!("api-{id}");
     organization(&full, &[&carol], vec![], Some(1)).await;
     organization(&taken, &[&carol], vec![], None).await;
-    workspace(&carol, &format!("f-{id}"), "Organization", &full, json!({})).await;
-    workspace(
+    ready_workspace(&carol, &format!("f-{id}"), "Organization", &full, json!({})).await;
+    ready_workspace(
         &carol,
         &format!("t-{id}"),
         "Organization",
@@ -1102,7 +1087,7 @@ async fn validation_keeps_it_pending_with_a_reason() {
         json!({"spec": {"handle": "api"}}),
     )
     .await;
-    workspace(
+    ready_workspace(
         &alice,
         &ws,
         "User",
@@ -1113,7 +1098,13 @@ async fn validation_keeps_it_pending_with_a_reason() {
     let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
     let create = |name: &str, to: (&str, &str), extra: Value| {
         Kubectl::as_user(&alice, &[])
-            .create(&transfer(name, &ws, Some(("User", &alice)), to, extra))
+            .create(&transfer_manifest(
+                name,
+                &ws,
+                Some(("User", &alice)),
+                to,
+                extra,
+            ))
             .success();
     };
 
@@ -1165,10 +1156,10 @@ async fn a_workspace_deleted_before_the_transfer_runs_fails_it() {
     let org = format!("globex-{id}");
     let ws = format!("tmp-{id}");
     organization(&org, &[&carol], vec![], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
+    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
     let name = format!("{ws}-t");
     Kubectl::as_user(&alice, &[])
-        .create(&transfer(
+        .create(&transfer_manifest(
             &name,
             &ws,
             Some(("User", &alice)),
@@ -1202,16 +1193,16 @@ async fn a_workspace_deleted_before_the_transfer_runs_fails_it() {
 #[tokio::test]
 async fn an_unanswered_transfer_expires_after_the_ttl() {
     let _alone = alone().await;
-    let op = own_operator(&["--transfer-ttl=5s"], &[]);
+    let op = Operator::alone(&["--transfer-ttl=5s"], &[]);
     let id = support::unique("ttl");
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let ws = format!("old-{id}");
     organization(&org, &[&carol], vec![], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
+    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
     let name = format!("{ws}-t");
     Kubectl::as_user(&alice, &[])
-        .create(&transfer(
+        .create(&transfer_manifest(
             &name,
             &ws,
             Some(("User", &alice)),
@@ -1263,7 +1254,7 @@ async fn killed_after(step: &str) {
         "after {step}: it had started"
     );
 
-    let second = own_operator(&[], &[]);
+    let second = Operator::alone(&[], &[]);
     let done = wait_phase(name, TransferPhase::Completed).await;
     let from = done.status.as_ref().and_then(|s| s.from.as_ref());
     assert!(
@@ -1276,7 +1267,7 @@ async fn killed_after(step: &str) {
         || async { (is_owner(carol, ws).await && !is_owner(alice, ws).await).then_some(()) },
     )
     .await;
-    let m = wait_member_phase(ws, "dan", MemberPhase::Revoked).await;
+    let m = wait_member_answering(ws, "dan", MemberPhase::Revoked).await;
     let ready = objects::ready_of(&m.status.unwrap().conditions)
         .cloned()
         .unwrap();
@@ -1312,21 +1303,21 @@ async fn interrupted_after(step: &str) -> Interrupted {
     let org = format!("globex-{id}");
     let ws = format!("i-{id}");
     let fault = [("WORKSPACE_OPERATOR_FAULT_AFTER_TRANSFER_STEP", step)];
-    let mut op = own_operator(&[], &fault);
+    let mut op = Operator::alone(&[], &fault);
     organization(&org, &[&carol], vec![], None).await;
-    workspace(&alice, &ws, "User", &alice, json!({})).await;
+    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
     apply(
         &as_user(&alice).await,
         member(&ws, "dan", user("dan"), "Viewer"),
     )
     .await;
-    wait_member_phase(&ws, "dan", MemberPhase::Active).await;
+    wait_member_answering(&ws, "dan", MemberPhase::Active).await;
     let before = contents(&ws).await;
     let name = format!("{ws}-t");
     let extra =
         json!({"spec": {"newHandle": "moved", "approvals": {"source": {"approvedBy": alice}}}});
     Kubectl::as_user(&alice, &[])
-        .create(&transfer(
+        .create(&transfer_manifest(
             &name,
             &ws,
             Some(("User", &alice)),
@@ -1364,7 +1355,7 @@ async fn a_workspace_deleted_while_the_transfer_runs_fails_it() {
         .delete(&it.ws, &DeleteParams::default())
         .await
         .expect("alice deletes her workspace");
-    let _op = own_operator(&[], &[]);
+    let _op = Operator::alone(&[], &[]);
     let t = wait_phase(&it.name, TransferPhase::Failed).await;
     assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TransferFailed"));
     wait_event(&it.name, "TransferFailed").await;
@@ -1386,7 +1377,7 @@ async fn a_target_deleted_after_the_owner_changed_puts_the_owner_back() {
         .delete(&it.org, &DeleteParams::default())
         .await
         .expect("delete the target organization");
-    let _op = own_operator(&[], &[]);
+    let _op = Operator::alone(&[], &[]);
     let t = wait_phase(&it.name, TransferPhase::Failed).await;
     assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TargetNotFound"));
     let back = objects::wait_ready(&admin().await, &it.ws, "True", None, TIMEOUT).await;
@@ -1396,27 +1387,27 @@ async fn a_target_deleted_after_the_owner_changed_puts_the_owner_back() {
     })
     .await;
     // The member the transfer revoked comes back: the transfer no longer applies.
-    wait_member_phase(&it.ws, "dan", MemberPhase::Active).await;
+    wait_member_answering(&it.ws, "dan", MemberPhase::Active).await;
 }
 
 #[tokio::test]
 async fn a_restarted_operator_writes_nothing_for_settled_transfers() {
     let _alone = alone().await;
     let plane = support::plane();
-    let first = own_operator(&[], &[]);
+    let first = Operator::alone(&[], &[]);
     let id = support::unique("quiet");
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let (moved, waiting) = (format!("q1-{id}"), format!("q2-{id}"));
     organization(&org, &[&carol], vec![], None).await;
     for ws in [&moved, &waiting] {
-        workspace(&alice, ws, "User", &alice, json!({})).await;
+        ready_workspace(&alice, ws, "User", &alice, json!({})).await;
     }
     let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
     let (done, pending) = (format!("{moved}-t"), format!("{waiting}-t"));
     for (name, ws) in [(&done, &moved), (&pending, &waiting)] {
         let from = Some(("User", alice.as_str()));
-        let manifest = transfer(name, ws, from, ("Organization", &org), approved.clone());
+        let manifest = transfer_manifest(name, ws, from, ("Organization", &org), approved.clone());
         Kubectl::as_user(&alice, &[]).create(&manifest).success();
     }
     patch_answer(&carol, &done, "target", "approvedBy")
@@ -1434,7 +1425,7 @@ async fn a_restarted_operator_writes_nothing_for_settled_transfers() {
     drop(first);
 
     let mark = plane.audit_mark();
-    let second = own_operator(&[], &[]);
+    let second = Operator::alone(&[], &[]);
     for name in [&done, &pending] {
         support::wait_for(
             &format!("the restarted operator to look at {name}"),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::objects::{
     apply, can, events_about, may_change_workspace, may_delete_workspace, organization, wait_gone,
@@ -19,15 +19,9 @@ use workspace_operator::api::Workspace;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn setup() -> Client {
-    let plane = support::plane();
-    support::operator::operator();
-    plane.admin().await
-}
-
 #[tokio::test]
 async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("personal");
     let owner = format!("{name}@example.com");
     let _dump = support::dump_on_failure(&[&name]);
@@ -109,7 +103,7 @@ async fn personal_workspace_becomes_ready_with_namespace_and_owner_access() {
 
 #[tokio::test]
 async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let org = support::unique("acme");
     let name = support::unique("org-ws");
     let (alice, carol) = (format!("alice@{org}.io"), format!("carol@{org}.io"));
@@ -149,7 +143,7 @@ async fn organization_admins_hold_owner_and_a_removed_admin_loses_it() {
 
 #[tokio::test]
 async fn missing_organization_is_reported_and_provisioning_follows_its_creation() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let org = support::unique("later");
     let name = support::unique("orphan");
     apply(&admin, workspace(&name, "Organization", &org, json!({}))).await;
@@ -172,7 +166,7 @@ async fn missing_organization_is_reported_and_provisioning_follows_its_creation(
 
 #[tokio::test]
 async fn second_workspace_with_the_same_handle_reports_handle_conflict() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let owner = format!("{}@example.com", support::unique("handles"));
     let first = support::unique("hc-first");
     let second = support::unique("hc-second");
@@ -225,7 +219,7 @@ async fn second_workspace_with_the_same_handle_reports_handle_conflict() {
 
 #[tokio::test]
 async fn organization_limit_blocks_the_newest_and_freeing_a_slot_provisions_it() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let org = support::unique("limited");
     apply(
         &admin,
@@ -283,7 +277,7 @@ async fn organization_limit_blocks_the_newest_and_freeing_a_slot_provisions_it()
 
 #[tokio::test]
 async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("taken");
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     namespaces
@@ -357,7 +351,7 @@ async fn existing_namespace_is_never_taken_over_unless_an_admin_allows_adoption(
 
 #[tokio::test]
 async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_gone() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("doomed");
     let owner = format!("{name}@example.com");
     apply(
@@ -414,7 +408,7 @@ async fn delete_policy_removes_the_namespace_and_owner_keeps_access_until_it_is_
 
 #[tokio::test]
 async fn retain_policy_keeps_the_namespace_and_its_contents() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("kept");
     let owner = format!("{name}@example.com");
     apply(
@@ -480,7 +474,7 @@ async fn retain_policy_keeps_the_namespace_and_its_contents() {
 
 #[tokio::test]
 async fn workspace_whose_namespace_never_existed_deletes_cleanly() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("never");
     // Blocked: its organization does not exist, so nothing was provisioned.
     apply(
@@ -506,7 +500,7 @@ async fn workspace_whose_namespace_never_existed_deletes_cleanly() {
 
 #[tokio::test]
 async fn deleted_binding_and_edited_label_are_repaired() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("drift");
     let owner = format!("{name}@example.com");
     apply(&admin, workspace(&name, "User", &owner, json!({}))).await;
@@ -568,7 +562,7 @@ async fn deleted_binding_and_edited_label_are_repaired() {
 
 #[tokio::test]
 async fn namespace_never_inherits_gitops_tracking_labels() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("gitops");
     let mut ws = workspace(&name, "User", "flux@example.com", json!({}));
     ws["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "platform", "kustomize.toolkit.fluxcd.io/name": "tenants"});
@@ -592,7 +586,7 @@ async fn namespace_never_inherits_gitops_tracking_labels() {
 
 #[tokio::test]
 async fn provisioning_records_namespace_created_and_ready_events() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let name = support::unique("evented");
     let _dump = support::dump_on_failure(&[&name]);
     apply(
@@ -630,7 +624,7 @@ async fn provisioning_records_namespace_created_and_ready_events() {
 /// operator reconciles the newer copy, and no reconcile fails for it.
 #[tokio::test]
 async fn a_stale_copy_when_adding_the_finalizer_is_reconciled_again_not_a_failure() {
-    let admin = setup().await;
+    let admin = support::operator::setup().await;
     let plane = support::plane();
     let op = support::operator::operator();
     let api: Api<Workspace> = Api::all(admin.clone());

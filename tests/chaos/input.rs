@@ -15,7 +15,7 @@ async fn bad_input_is_refused_or_reported() {
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
-    let op = own_operator(&[]);
+    let op = Operator::alone(&[], &[]);
     let mut fleet = Fleet::create(&admin, "fuzzed", 4).await;
     fleet.settle(&admin, SETTLE).await;
     fleet.bystanders.extend(
@@ -137,7 +137,7 @@ async fn fifty_users_in_parallel_lose_nothing() {
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
-    let op = own_operator(&[]);
+    let op = Operator::alone(&[], &[]);
     let mark = plane.audit_mark();
     let prefix = support::unique("load");
     let duration = Duration::from_secs(20 * soak() as u64);

@@ -66,14 +66,6 @@ fn seeds(n: u64) -> Vec<u64> {
     }
 }
 
-/// An operator of the scenario's own: alone (no leader election), with
-/// `env` added, ready.
-fn own_operator(env: &[(&str, &str)]) -> Operator {
-    let op = Operator::start_with_env(&["--leader-election=false"], env);
-    op.wait_ready(TIMEOUT);
-    op
-}
-
 /// Polls `check` every 100 ms until it holds; panics with `what` after
 /// `timeout`. Returns how long it took.
 async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) -> Duration {

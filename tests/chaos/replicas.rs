@@ -32,7 +32,7 @@ async fn operator_killed_at_random_points_converges() {
         eprintln!(
             "chaos: seed {seed}: operator killed after {points:?} (replay: WORKSPACE_OPERATOR_CHAOS_SEED={seed})"
         );
-        let op = own_operator(&[]);
+        let op = Operator::alone(&[], &[]);
         let deleted = churn.stop().await;
         forget(&mut fleet, &deleted);
         let settled = fleet.settle(&admin, SETTLE).await;

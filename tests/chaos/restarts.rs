@@ -9,7 +9,7 @@ use super::*;
 async fn component_restart(component: Component, prefix: &str, down: Duration) {
     let plane = support::plane();
     let admin = plane.admin().await;
-    let op = own_operator(&[]);
+    let op = Operator::alone(&[], &[]);
     let mark = plane.audit_mark();
     let mut fleet = Fleet::create(&admin, prefix, 100 * soak()).await;
     let churn = Churn::start(&admin, &fleet, 7, true);
@@ -111,7 +111,7 @@ async fn watch_expiry_relists_changes_and_deletions() {
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
-    let op = own_operator(&[]);
+    let op = Operator::alone(&[], &[]);
     let mut fleet = Fleet::create(&admin, "expiry", 20 * soak()).await;
     let ns = fleet.workspaces[1].clone();
     let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &ns);

@@ -21,7 +21,7 @@ async fn a_status_computed_from_a_stale_copy_is_not_written() {
         .expect("local plane")
         .join(format!("{name}.hold"));
     let setting = format!("{name}:{}", gate.display());
-    let op = own_operator(&[("WORKSPACE_OPERATOR_FAULT_HOLD_STATUS", &setting)]);
+    let op = Operator::alone(&[], &[("WORKSPACE_OPERATOR_FAULT_HOLD_STATUS", &setting)]);
     apply(
         &admin,
         workspace(&name, "User", "alice@example.com", json!({})),
@@ -127,7 +127,7 @@ async fn the_invariant_checker_reports_a_broken_cluster() {
     let _serial = SERIAL.lock().await;
     let plane = support::plane();
     let admin = plane.admin().await;
-    let op = own_operator(&[]);
+    let op = Operator::alone(&[], &[]);
     let mut fleet = Fleet::create(&admin, "broken", 2).await;
     let ns = fleet.workspaces[1].clone();
     fleet.settle(&admin, SETTLE).await;
@@ -182,7 +182,7 @@ async fn the_invariant_checker_reports_a_broken_cluster() {
         .await
         .expect("delete the stray role");
     fleet.bystanders.remove(1);
-    let _op = own_operator(&[]);
+    let _op = Operator::alone(&[], &[]);
     let repaired = fleet.settle(&admin, SETTLE).await;
     eprintln!(
         "chaos: the checker reported {} violations of a broken cluster; repaired {repaired:?} after a restart",

@@ -78,6 +78,17 @@ pub fn members_per_workspace(members: i32) -> Value {
     json!({"spec": {"limits": {"membersPerWorkspace": members}}})
 }
 
+/// A WorkspaceTransfer of `workspace` to the account `to` (kind, name);
+/// `extra` is merged into the whole object (`from`, `newHandle`,
+/// approvals).
+pub fn transfer(name: &str, workspace: &str, to: (&str, &str), extra: Value) -> Value {
+    let mut value = json!({"apiVersion": API_VERSION, "kind": "WorkspaceTransfer",
+                           "metadata": {"name": name},
+                           "spec": {"workspace": workspace, "to": {"kind": to.0, "name": to.1}}});
+    merge(&mut value, extra);
+    value
+}
+
 /// What a WorkspaceMember grants: a built-in role by name (`"Viewer"`) or a
 /// whole `spec` fragment (`{"clusterRole": "admin"}`, `{"role": "Owner"}`).
 pub trait Grant {
@@ -263,6 +274,38 @@ pub async fn wait_workspace_until(
             check(&ws).then_some(ws)
         }
     })
+    .await
+}
+
+/// Creates the personal Workspace `name` of the user `owner` (as the
+/// admin) and waits until it is Ready.
+pub async fn personal_workspace(admin: &Client, name: &str, owner: &str) -> Workspace {
+    create(admin, workspace(name, "User", owner, json!({}))).await;
+    wait_ready(
+        admin,
+        name,
+        "True",
+        Some("Provisioned"),
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+/// Polls the WorkspaceTransfer `name` (as `client`) until `check` holds;
+/// returns it.
+pub async fn wait_transfer_until(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&workspace_operator::api::WorkspaceTransfer) -> bool,
+) -> workspace_operator::api::WorkspaceTransfer {
+    let api: Api<workspace_operator::api::WorkspaceTransfer> = Api::all(client.clone());
+    let (api, check) = (&api, &check);
+    super::wait_for(
+        &format!("transfer {name}: {what}"),
+        Duration::from_secs(60),
+        || async move { api.get(name).await.ok().filter(|t| check(t)) },
+    )
     .await
 }
 

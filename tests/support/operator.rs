@@ -56,6 +56,20 @@ pub fn operator_with(extra: &[&str]) -> &'static Operator {
     op
 }
 
+/// The admin's client, once the control plane and the shared operator
+/// ([`operator`]) run: the start of most tests.
+pub async fn setup() -> kube::Client {
+    setup_with(&[]).await
+}
+
+/// Like [`setup`], with the shared operator started with `extra`
+/// arguments ([`operator_with`]).
+pub async fn setup_with(extra: &[&str]) -> kube::Client {
+    let plane = plane();
+    operator_with(extra);
+    plane.admin().await
+}
+
 fn workdir(plane: &ControlPlane) -> PathBuf {
     plane.dir().map(PathBuf::from).unwrap_or_else(|| {
         std::env::temp_dir().join(format!("workspace-operator-tests-{}", std::process::id()))
@@ -131,6 +145,16 @@ impl Operator {
     /// as the operator's own ServiceAccount.
     pub fn start(extra: &[&str]) -> Operator {
         Operator::start_as(&operator_kubeconfig(plane()), extra)
+    }
+
+    /// An operator of a test's own, ready: alone (no leader election), with
+    /// `extra` arguments and `env` added (fault injection).
+    pub fn alone(extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        let mut args = vec!["--leader-election=false"];
+        args.extend_from_slice(extra);
+        let op = Operator::start_with_env(&args, env);
+        op.wait_ready(Duration::from_secs(60));
+        op
     }
 
     /// Starts another operator process with `extra` arguments after `run`,
