@@ -33,15 +33,15 @@ const UNLISTED_ROLE: &str = "member-tests:unlisted";
 /// The operator of this test binary: the shared one (its own
 /// ServiceAccount, least privilege), started with the assignable custom
 /// roles the way an install would list them.
-fn operator() -> &'static Operator {
+fn member_operator() -> &'static Operator {
     let roles = format!("--assignable-cluster-roles={CUSTOM_ROLE},{UNLABELLED_ROLE}");
     support::operator::operator_with(&[&roles])
 }
 
 /// The admin's client, once the plane and this binary's operator run.
 async fn setup() -> Client {
-    let roles = format!("--assignable-cluster-roles={CUSTOM_ROLE},{UNLABELLED_ROLE}");
-    support::operator::setup_with(&[&roles]).await
+    member_operator();
+    support::plane().admin().await
 }
 
 /// Waits until the Workspace is Ready (for whatever reason).
@@ -767,7 +767,7 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
 
     // Lowering the limit takes nothing away (once the operator has looked at
     // gil again, gil is still Active); raising it lets hal in.
-    let since = operator().reconciled("member", &ws, "gil").len();
+    let since = member_operator().reconciled("member", &ws, "gil").len();
     apply(
         &admin,
         objects::organization_with(
@@ -778,7 +778,7 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
         ),
     )
     .await;
-    operator()
+    member_operator()
         .wait_reconciled_since("member", &ws, "gil", since, TIMEOUT)
         .await;
     wait_active(&admin, &ws, "gil").await;
@@ -909,7 +909,7 @@ async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_c
     .await;
     objects::wait_can(&kim, &[], "create", "jobs.batch", Some(&ws), None, true).await;
 
-    let operator = operator();
+    let operator = member_operator();
     let repairs_before = operator.reconciled("member", &ws, "kim").len();
     rbs.patch(
         "wsm-kim-runner",

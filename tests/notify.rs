@@ -161,7 +161,7 @@ fn signed(received: &Received) -> bool {
     ring::hmac::verify(&key, &received.body, &tag).is_ok()
 }
 
-fn operator(receiver: &Receiver, ttl: &str) -> Operator {
+fn notifying_operator(receiver: &Receiver, ttl: &str) -> Operator {
     let dir = std::env::temp_dir().join(support::unique("notify-key"));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key");
@@ -193,7 +193,7 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
     let admin = plane.admin().await;
     // The first delivery fails with 500: it is retried.
     let receiver = Receiver::start(1).await;
-    let first = operator(&receiver, "1h");
+    let first = notifying_operator(&receiver, "1h");
     let alice = format!("{}@example.com", support::unique("alice"));
     let ws = notes_workspace(&admin, &alice).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -363,7 +363,7 @@ async fn people_are_told_what_waits_for_them_once_and_with_a_signature() {
     drop(first);
     let sent_before = receiver.all().len();
     let mark = plane.audit_mark();
-    let second = operator(&receiver, "3s");
+    let second = notifying_operator(&receiver, "3s");
     let members: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &ws);
     for name in ["dave", "erin", "gus"] {
         let version = members.get(name).await.unwrap().resource_version().unwrap();

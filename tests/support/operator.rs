@@ -59,15 +59,8 @@ pub fn operator_with(extra: &[&str]) -> &'static Operator {
 /// The admin's client, once the control plane and the shared operator
 /// ([`operator`]) run: the start of most tests.
 pub async fn setup() -> kube::Client {
-    setup_with(&[]).await
-}
-
-/// Like [`setup`], with the shared operator started with `extra`
-/// arguments ([`operator_with`]).
-pub async fn setup_with(extra: &[&str]) -> kube::Client {
-    let plane = plane();
-    operator_with(extra);
-    plane.admin().await
+    operator();
+    plane().admin().await
 }
 
 fn workdir(plane: &ControlPlane) -> PathBuf {
