@@ -9,12 +9,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use support::objects;
 use workspace_operator::leader::{Error, LeaderElector, Leadership, LeaseSettings};
 
 /// Short timings, so each failure shows within seconds.
@@ -30,13 +30,7 @@ fn fast() -> LeaseSettings {
 /// A namespace of its own for one test's Lease.
 async fn namespace(admin: &Client, prefix: &str) -> String {
     let name = support::unique(prefix);
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-        )
-        .await
-        .expect("create the test namespace");
+    objects::create_namespace(admin, json!({"name": name})).await;
     name
 }
 

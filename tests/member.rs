@@ -493,13 +493,7 @@ async fn a_service_account_from_another_namespace_gets_its_role() {
     let ws = support::unique("sa");
     let home = support::unique("sa-home");
     let _dump = support::dump_on_failure(&[&ws]);
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": home}})).unwrap(),
-        )
-        .await
-        .expect("create the ServiceAccount's namespace");
+    objects::create_namespace(&admin, json!({"name": home})).await;
     Api::<ServiceAccount>::namespaced(admin.clone(), &home)
         .create(
             &PostParams::default(),
@@ -861,13 +855,7 @@ async fn a_deleted_member_loses_access_and_the_owner_never_does() {
 async fn a_member_outside_any_workspace_reports_workspace_not_found() {
     let admin = setup().await;
     let ns = support::unique("plain");
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    objects::create_namespace(&admin, json!({"name": ns})).await;
     // A label alone does not make a namespace a workspace's.
     Api::<Namespace>::all(admin.clone())
         .patch(
@@ -979,15 +967,12 @@ async fn a_member_created_with_its_workspace_reports_only_its_grant() {
     let owner = format!("owner-{name}@example.com");
     // A cluster admin prepared the namespace for adoption, so the member can
     // be created before the operator has provisioned anything.
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {
-                "name": name, "annotations": {"workspaces.dev/adopt": name}}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    objects::create_namespace(
+        &admin,
+        json!({
+                "name": name, "annotations": {"workspaces.dev/adopt": name}}),
+    )
+    .await;
 
     // Every Ready reason the member reports, in order, from a watch.
     let api: Api<WorkspaceMember> = Api::namespaced(admin.clone(), &name);

@@ -1230,14 +1230,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
     // A namespace a team created by hand, outside any workspace.
     let team = support::unique("sec-team");
     let _dump = support::dump_on_failure(&[&team]);
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": team, "labels": {"team": "x"}}}))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    objects::create_namespace(&admin, json!({"name": team, "labels": {"team": "x"}})).await;
     Api::<ConfigMap>::namespaced(admin.clone(), &team)
         .create(
             &PostParams::default(),
@@ -1690,18 +1683,12 @@ async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
     // annotation written in advance can match it.
     let name = support::unique("sec-forged");
     let _dump = support::dump_on_failure(&[&name]);
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {
+    objects::create_namespace(&admin, json!({
                 "name": name,
                 "labels": {"workspaces.dev/workspace": name, "app.kubernetes.io/managed-by": "workspace-operator"},
                 "annotations": {"workspaces.dev/workspace-uid": "7c1a4d4e-0000-4000-8000-000000000000"},
-            }}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+            }))
+    .await;
     Api::<ConfigMap>::namespaced(admin.clone(), &name)
         .create(
             &PostParams::default(),
@@ -1753,17 +1740,14 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let name = support::unique("sec-borrowed-uid");
     let _dump = support::dump_on_failure(&[&name]);
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {
-                "name": name,
-                "annotations": {"workspaces.dev/workspace-uid": victim.uid},
-            }}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    objects::create_namespace(
+        &admin,
+        json!({
+            "name": name,
+            "annotations": {"workspaces.dev/workspace-uid": victim.uid},
+        }),
+    )
+    .await;
     let inv = Invariants::capture(&admin, &mallory, &[], &[&name]).await;
     let claim = support::unique("sec-uid-claim");
     create(

@@ -277,6 +277,17 @@ pub async fn wait_workspace_until(
     .await
 }
 
+/// Creates, as `client`, a namespace with `metadata` (its name, and any
+/// labels or annotations); panics when refused.
+pub async fn create_namespace(client: &Client, metadata: Value) {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": metadata})).expect("a namespace");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|err| panic!("creating namespace {metadata}: {err}"));
+}
+
 /// Creates the personal Workspace `name` of the user `owner` (as the
 /// admin) and waits until it is Ready.
 pub async fn personal_workspace(admin: &Client, name: &str, owner: &str) -> Workspace {
