@@ -35,7 +35,7 @@ use kube::core::{GroupVersionKind, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const API_VERSION: &str = "workspaces.dev/v1alpha1";
+use support::objects::{self, API_VERSION};
 
 /// The user the example objects name as owner.
 const ALICE: &str = "alice@example.com";
@@ -109,11 +109,11 @@ struct Acceptance {
     op: Op,
 }
 
-fn accept(name: &'static str, op: Op) -> Acceptance {
+fn must_accept(name: &'static str, op: Op) -> Acceptance {
     Acceptance { name, op }
 }
 
-fn create(object: Value) -> Op {
+fn creating(object: Value) -> Op {
     Op::Create(object)
 }
 
@@ -136,26 +136,10 @@ fn spec(spec: Value) -> Value {
     json!({ "spec": spec })
 }
 
-/// RFC 7386 JSON merge patch: `patch` applied to `base`.
-fn merged(base: Value, patch: Value) -> Value {
-    match patch {
-        Value::Object(patch) => {
-            let mut base = match base {
-                Value::Object(base) => base,
-                _ => serde_json::Map::new(),
-            };
-            for (key, value) in patch {
-                if value.is_null() {
-                    base.remove(&key);
-                } else {
-                    let old = base.remove(&key).unwrap_or(Value::Null);
-                    base.insert(key, merged(old, value));
-                }
-            }
-            Value::Object(base)
-        }
-        patch => patch,
-    }
+/// `base` with the RFC 7386 JSON merge patch `patch` applied.
+fn merged(mut base: Value, patch: Value) -> Value {
+    objects::merge(&mut base, patch);
+    base
 }
 
 /// A string of `n` times `c`.
@@ -164,44 +148,37 @@ fn long(c: char, n: usize) -> String {
 }
 
 /// A valid Workspace owned by alice, with `overrides` merged into its spec.
-fn workspace(name: &str, overrides: Value) -> Value {
-    let spec = merged(json!({"owner": {"kind": "User", "name": ALICE}}), overrides);
-    json!({"apiVersion": API_VERSION, "kind": "Workspace", "metadata": {"name": name}, "spec": spec})
+fn valid_workspace(name: &str, overrides: Value) -> Value {
+    objects::workspace(name, "User", ALICE, spec(overrides))
 }
 
 /// A valid WorkspaceMember (bob, Developer), with `overrides` merged into its spec.
-fn member(namespace: &str, name: &str, overrides: Value) -> Value {
-    let spec = merged(
-        json!({"subject": {"kind": "User", "name": "bob@example.com"}, "role": "Developer"}),
-        overrides,
-    );
-    json!({
-        "apiVersion": API_VERSION, "kind": "WorkspaceMember",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    })
+fn valid_member(namespace: &str, name: &str, overrides: Value) -> Value {
+    let bob = objects::user("bob@example.com");
+    merged(
+        objects::member(namespace, name, bob, "Developer"),
+        spec(overrides),
+    )
 }
 
 /// A valid WorkspaceTransfer (acme-prod to globex), with `overrides` merged into its spec.
-fn transfer(name: &str, overrides: Value) -> Value {
-    let spec = merged(
-        json!({"workspace": "acme-prod", "to": {"kind": "Organization", "name": "globex"}}),
-        overrides,
-    );
-    json!({"apiVersion": API_VERSION, "kind": "WorkspaceTransfer", "metadata": {"name": name}, "spec": spec})
+fn valid_transfer(name: &str, overrides: Value) -> Value {
+    objects::transfer(
+        name,
+        "acme-prod",
+        ("Organization", "globex"),
+        spec(overrides),
+    )
 }
 
 /// A valid Organization (alice is its admin), with `overrides` merged into its spec.
-fn organization(name: &str, overrides: Value) -> Value {
-    let spec = merged(
-        json!({"displayName": "Acme Inc.", "admins": [{"kind": "User", "name": ALICE}]}),
-        overrides,
-    );
-    json!({"apiVersion": API_VERSION, "kind": "Organization", "metadata": {"name": name}, "spec": spec})
+fn valid_organization(name: &str, overrides: Value) -> Value {
+    let acme = objects::organization(name, &[ALICE], spec(json!({"displayName": "Acme Inc."})));
+    merged(acme, spec(overrides))
 }
 
 /// `n` distinct users, as Organization admins or members.
-fn users(n: usize) -> Value {
+fn n_users(n: usize) -> Value {
     (0..n)
         .map(|i| json!({"kind": "User", "name": format!("user{i}@example.com")}))
         .collect()
@@ -220,77 +197,80 @@ fn workspace_refusals() -> Vec<Refusal> {
     vec![
         refuse(
             "reserved name: default",
-            create(workspace("default", json!({}))),
+            creating(valid_workspace("default", json!({}))),
             "<nil>",
             FORBIDDEN,
             reserved,
         ),
         refuse(
             "reserved name: kube-system",
-            create(workspace("kube-system", json!({}))),
+            creating(valid_workspace("kube-system", json!({}))),
             "<nil>",
             FORBIDDEN,
             reserved,
         ),
         refuse(
             "reserved name: kube-* prefix",
-            create(workspace(&support::unique("kube"), json!({}))),
+            creating(valid_workspace(&support::unique("kube"), json!({}))),
             "<nil>",
             FORBIDDEN,
             reserved,
         ),
         refuse(
             "reserved name: openshift-* prefix",
-            create(workspace("openshift-x", json!({}))),
+            creating(valid_workspace("openshift-x", json!({}))),
             "<nil>",
             FORBIDDEN,
             reserved,
         ),
         refuse(
             "name longer than 63 characters (the namespace name limit)",
-            create(workspace(&long('w', 64), json!({}))),
+            creating(valid_workspace(&long('w', 64), json!({}))),
             "<nil>",
             INVALID,
             not_a_label,
         ),
         refuse(
             "name with a dot: a DNS-1123 subdomain but not a label",
-            create(workspace(&format!("{}.dev", ws_name()), json!({}))),
+            creating(valid_workspace(&format!("{}.dev", ws_name()), json!({}))),
             "<nil>",
             INVALID,
             not_a_label,
         ),
         refuse(
             "handle with upper case and '_'",
-            create(workspace(&ws_name(), json!({"handle": "Prod_EU"}))),
+            creating(valid_workspace(&ws_name(), json!({"handle": "Prod_EU"}))),
             "spec.handle",
             INVALID,
             bad_handle,
         ),
         refuse(
             "handle ending with '-'",
-            create(workspace(&ws_name(), json!({"handle": "prod-"}))),
+            creating(valid_workspace(&ws_name(), json!({"handle": "prod-"}))),
             "spec.handle",
             INVALID,
             bad_handle,
         ),
         refuse(
             "empty handle",
-            create(workspace(&ws_name(), json!({"handle": ""}))),
+            creating(valid_workspace(&ws_name(), json!({"handle": ""}))),
             "spec.handle",
             INVALID,
             bad_handle,
         ),
         refuse(
             "handle longer than 63 characters",
-            create(workspace(&ws_name(), json!({"handle": long('h', 64)}))),
+            creating(valid_workspace(
+                &ws_name(),
+                json!({"handle": long('h', 64)}),
+            )),
             "spec.handle",
             TOO_LONG,
             "may not be more than 63",
         ),
         refuse(
             "description longer than 5000 characters",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"description": long('d', 5001)}),
             )),
@@ -300,21 +280,24 @@ fn workspace_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "spec.namespace reserved: kube-system",
-            create(workspace(&ws_name(), json!({"namespace": "kube-system"}))),
+            creating(valid_workspace(
+                &ws_name(),
+                json!({"namespace": "kube-system"}),
+            )),
             "spec.namespace",
             FORBIDDEN,
             reserved_ns,
         ),
         refuse(
             "spec.namespace reserved: default",
-            create(workspace(&ws_name(), json!({"namespace": "default"}))),
+            creating(valid_workspace(&ws_name(), json!({"namespace": "default"}))),
             "spec.namespace",
             FORBIDDEN,
             reserved_ns,
         ),
         refuse(
             "spec.namespace reserved: openshift-* prefix",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"namespace": "openshift-infra"}),
             )),
@@ -324,21 +307,27 @@ fn workspace_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "spec.namespace not a DNS-1123 label",
-            create(workspace(&ws_name(), json!({"namespace": "Team.Prod"}))),
+            creating(valid_workspace(
+                &ws_name(),
+                json!({"namespace": "Team.Prod"}),
+            )),
             "spec.namespace",
             INVALID,
             "spec.namespace must be a DNS-1123 label",
         ),
         refuse(
             "spec.namespace longer than 63 characters",
-            create(workspace(&ws_name(), json!({"namespace": long('n', 64)}))),
+            creating(valid_workspace(
+                &ws_name(),
+                json!({"namespace": long('n', 64)}),
+            )),
             "spec.namespace",
             TOO_LONG,
             "may not be more than 63",
         ),
         refuse(
             "owner missing",
-            create(json!({
+            creating(json!({
                 "apiVersion": API_VERSION, "kind": "Workspace",
                 "metadata": {"name": ws_name()}, "spec": {"handle": "prod"},
             })),
@@ -348,7 +337,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "owner kind not in the enum (Team)",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"owner": {"kind": "Team", "name": "acme"}}),
             )),
@@ -358,14 +347,14 @@ fn workspace_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "owner name empty",
-            create(workspace(&ws_name(), json!({"owner": {"name": ""}}))),
+            creating(valid_workspace(&ws_name(), json!({"owner": {"name": ""}}))),
             "spec.owner.name",
             REQUIRED,
             "account name must not be empty",
         ),
         refuse(
             "owner name longer than 253 characters",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"owner": {"name": long('u', 254)}}),
             )),
@@ -375,7 +364,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "Organization owner named like a display name, not an object name",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"owner": {"kind": "Organization", "name": "Acme Inc"}}),
             )),
@@ -385,14 +374,20 @@ fn workspace_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "deletionPolicy not in the enum (Keep)",
-            create(workspace(&ws_name(), json!({"deletionPolicy": "Keep"}))),
+            creating(valid_workspace(
+                &ws_name(),
+                json!({"deletionPolicy": "Keep"}),
+            )),
             "spec.deletionPolicy",
             NOT_SUPPORTED,
             r#"supported values: "Delete", "Retain""#,
         ),
         refuse(
             "deletionProtection not a boolean",
-            create(workspace(&ws_name(), json!({"deletionProtection": "yes"}))),
+            creating(valid_workspace(
+                &ws_name(),
+                json!({"deletionProtection": "yes"}),
+            )),
             "spec.deletionProtection",
             "FieldValueTypeInvalid",
             "must be of type boolean",
@@ -400,7 +395,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         refuse(
             "update: spec.namespace changed after creation",
             merge_patch(
-                workspace(&ws_name(), json!({"namespace": support::unique("ns-a")})),
+                valid_workspace(&ws_name(), json!({"namespace": support::unique("ns-a")})),
                 spec(json!({"namespace": support::unique("ns-b")})),
             ),
             "spec.namespace",
@@ -410,7 +405,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         refuse(
             "update: spec.namespace removed after creation",
             merge_patch(
-                workspace(&ws_name(), json!({"namespace": support::unique("ns-a")})),
+                valid_workspace(&ws_name(), json!({"namespace": support::unique("ns-a")})),
                 spec(json!({"namespace": null})),
             ),
             "spec.namespace",
@@ -420,7 +415,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         refuse(
             "update: spec.namespace set later to something other than the name",
             merge_patch(
-                workspace(&ws_name(), json!({})),
+                valid_workspace(&ws_name(), json!({})),
                 spec(json!({"namespace": support::unique("ns-other")})),
             ),
             "spec.namespace",
@@ -430,7 +425,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         refuse(
             "update (PUT): spec.namespace changed by kubectl replace",
             replace(
-                workspace(&ws_name(), json!({"namespace": support::unique("ns-a")})),
+                valid_workspace(&ws_name(), json!({"namespace": support::unique("ns-a")})),
                 spec(json!({"namespace": support::unique("ns-b")})),
             ),
             "spec.namespace",
@@ -440,7 +435,7 @@ fn workspace_refusals() -> Vec<Refusal> {
         refuse(
             "update: handle changed to an invalid one",
             merge_patch(
-                workspace(&ws_name(), json!({"handle": "prod"})),
+                valid_workspace(&ws_name(), json!({"handle": "prod"})),
                 spec(json!({"handle": "Prod EU"})),
             ),
             "spec.handle",
@@ -462,7 +457,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
     vec![
         refuse(
             "ServiceAccount subject without a namespace",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"kind": "ServiceAccount", "name": "agent"}, "role": "Worker"}),
@@ -473,7 +468,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "ServiceAccount subject with an empty namespace",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"kind": "ServiceAccount", "name": "agent", "namespace": ""}}),
@@ -484,7 +479,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "User subject with a namespace",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"namespace": "team-a"}}),
@@ -495,7 +490,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "Group subject with a namespace",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"kind": "Group", "name": "acme-eng", "namespace": "team-a"}}),
@@ -506,7 +501,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "subject namespace not a namespace name",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"kind": "ServiceAccount", "name": "agent", "namespace": "Team_A"}}),
@@ -517,21 +512,25 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "subject kind not in the enum (Robot)",
-            create(member(ns, &wsm(), json!({"subject": {"kind": "Robot"}}))),
+            creating(valid_member(
+                ns,
+                &wsm(),
+                json!({"subject": {"kind": "Robot"}}),
+            )),
             "spec.subject.kind",
             NOT_SUPPORTED,
             r#"supported values: "User", "Group", "ServiceAccount""#,
         ),
         refuse(
             "subject name empty",
-            create(member(ns, &wsm(), json!({"subject": {"name": ""}}))),
+            creating(valid_member(ns, &wsm(), json!({"subject": {"name": ""}}))),
             "spec.subject.name",
             REQUIRED,
             "subject.name must not be empty",
         ),
         refuse(
             "subject name longer than 253 characters",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"name": long('u', 254)}}),
@@ -542,7 +541,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "ServiceAccount named by its username (system:serviceaccount: prefix)",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {
@@ -557,7 +556,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "both role and clusterRole",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"role": "Developer", "clusterRole": "acme:deployer"}),
@@ -568,35 +567,39 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "neither role nor clusterRole",
-            create(member(ns, &wsm(), json!({"role": null}))),
+            creating(valid_member(ns, &wsm(), json!({"role": null}))),
             "spec",
             REQUIRED,
             needs_role,
         ),
         refuse(
             "no role and an empty clusterRole",
-            create(member(ns, &wsm(), json!({"role": null, "clusterRole": ""}))),
+            creating(valid_member(
+                ns,
+                &wsm(),
+                json!({"role": null, "clusterRole": ""}),
+            )),
             "spec",
             REQUIRED,
             needs_role,
         ),
         refuse(
             "role not in the enum (Admin)",
-            create(member(ns, &wsm(), json!({"role": "Admin"}))),
+            creating(valid_member(ns, &wsm(), json!({"role": "Admin"}))),
             "spec.role",
             NOT_SUPPORTED,
             r#"supported values: "Owner", "Developer", "Runner", "Viewer", "Worker""#,
         ),
         refuse(
             "role in the wrong case (developer)",
-            create(member(ns, &wsm(), json!({"role": "developer"}))),
+            creating(valid_member(ns, &wsm(), json!({"role": "developer"}))),
             "spec.role",
             NOT_SUPPORTED,
             "supported values",
         ),
         refuse(
             "clusterRole longer than 253 characters",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"role": null, "clusterRole": long('r', 254)}),
@@ -607,7 +610,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "response on a Group subject",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"kind": "Group", "name": "acme-eng"}, "response": "Accepted"}),
@@ -618,7 +621,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "response on a ServiceAccount subject",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({
@@ -633,7 +636,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "response not in the enum (Maybe)",
-            create(member(ns, &wsm(), json!({"response": "Maybe"}))),
+            creating(valid_member(ns, &wsm(), json!({"response": "Maybe"}))),
             "spec.response",
             NOT_SUPPORTED,
             r#"supported values: "Accepted", "Declined""#,
@@ -641,7 +644,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         refuse(
             "update: subject name changed",
             merge_patch(
-                member(ns, &wsm(), json!({})),
+                valid_member(ns, &wsm(), json!({})),
                 spec(json!({"subject": {"name": "mallory@example.com"}})),
             ),
             "spec.subject",
@@ -651,7 +654,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         refuse(
             "update (PUT): subject kind changed from User to Group",
             replace(
-                member(ns, &wsm(), json!({"subject": {"name": "acme-eng"}})),
+                valid_member(ns, &wsm(), json!({"subject": {"name": "acme-eng"}})),
                 spec(json!({"subject": {"kind": "Group"}})),
             ),
             "spec.subject",
@@ -661,7 +664,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         refuse(
             "update: ServiceAccount subject moved to another namespace",
             merge_patch(
-                member(
+                valid_member(
                     ns,
                     &wsm(),
                     json!({
@@ -678,7 +681,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         refuse(
             "update: clusterRole added next to the role",
             merge_patch(
-                member(ns, &wsm(), json!({})),
+                valid_member(ns, &wsm(), json!({})),
                 spec(json!({"clusterRole": "acme:deployer"})),
             ),
             "spec",
@@ -687,7 +690,10 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         ),
         refuse(
             "update: role removed without a clusterRole",
-            merge_patch(member(ns, &wsm(), json!({})), spec(json!({"role": null}))),
+            merge_patch(
+                valid_member(ns, &wsm(), json!({})),
+                spec(json!({"role": null})),
+            ),
             "spec",
             REQUIRED,
             needs_role,
@@ -695,7 +701,7 @@ fn member_refusals(ns: &str) -> Vec<Refusal> {
         refuse(
             "update: response added to a Group subject",
             merge_patch(
-                member(
+                valid_member(
                     ns,
                     &wsm(),
                     json!({"subject": {"kind": "Group", "name": "acme-eng"}, "role": "Viewer"}),
@@ -720,35 +726,35 @@ fn transfer_refusals() -> Vec<Refusal> {
     vec![
         refuse(
             "workspace not a Workspace name",
-            create(transfer(&wst(), json!({"workspace": "Acme Prod"}))),
+            creating(valid_transfer(&wst(), json!({"workspace": "Acme Prod"}))),
             "spec.workspace",
             INVALID,
             "spec.workspace must be the name of a Workspace",
         ),
         refuse(
             "workspace longer than 63 characters",
-            create(transfer(&wst(), json!({"workspace": long('w', 64)}))),
+            creating(valid_transfer(&wst(), json!({"workspace": long('w', 64)}))),
             "spec.workspace",
             TOO_LONG,
             "may not be more than 63",
         ),
         refuse(
             "workspace missing",
-            create(transfer(&wst(), json!({"workspace": null}))),
+            creating(valid_transfer(&wst(), json!({"workspace": null}))),
             "spec.workspace",
             REQUIRED,
             "Required value",
         ),
         refuse(
             "target account kind not in the enum (Team)",
-            create(transfer(&wst(), json!({"to": {"kind": "Team"}}))),
+            creating(valid_transfer(&wst(), json!({"to": {"kind": "Team"}}))),
             "spec.to.kind",
             NOT_SUPPORTED,
             r#"supported values: "User", "Organization""#,
         ),
         refuse(
             "target account name empty",
-            create(transfer(
+            creating(valid_transfer(
                 &wst(),
                 json!({"to": {"kind": "User", "name": ""}}),
             )),
@@ -758,28 +764,31 @@ fn transfer_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "target Organization named like a display name",
-            create(transfer(&wst(), json!({"to": {"name": "Globex Corp"}}))),
+            creating(valid_transfer(
+                &wst(),
+                json!({"to": {"name": "Globex Corp"}}),
+            )),
             "spec.to",
             INVALID,
             "an Organization account is named by the Organization's metadata.name",
         ),
         refuse(
             "newHandle with upper case",
-            create(transfer(&wst(), json!({"newHandle": "Prod-EU"}))),
+            creating(valid_transfer(&wst(), json!({"newHandle": "Prod-EU"}))),
             "spec.newHandle",
             INVALID,
             "spec.newHandle must be 1 to 63 lowercase letters, digits or '-'",
         ),
         refuse(
             "newHandle longer than 63 characters",
-            create(transfer(&wst(), json!({"newHandle": long('h', 64)}))),
+            creating(valid_transfer(&wst(), json!({"newHandle": long('h', 64)}))),
             "spec.newHandle",
             TOO_LONG,
             "may not be more than 63",
         ),
         refuse(
             "approval with both approvedBy and rejectedBy",
-            create(transfer(
+            creating(valid_transfer(
                 &wst(),
                 json!({"approvals": {"source": {"approvedBy": ALICE, "rejectedBy": ALICE}}}),
             )),
@@ -789,7 +798,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "approval with neither approvedBy nor rejectedBy (a comment only)",
-            create(transfer(
+            creating(valid_transfer(
                 &wst(),
                 json!({"approvals": {"target": {"comment": "looks good"}}}),
             )),
@@ -799,7 +808,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "approval by an empty username",
-            create(transfer(
+            creating(valid_transfer(
                 &wst(),
                 json!({"approvals": {"source": {"approvedBy": ""}}}),
             )),
@@ -809,7 +818,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "approval comment longer than 1024 characters",
-            create(transfer(
+            creating(valid_transfer(
                 &wst(),
                 json!({"approvals": {"source": {"rejectedBy": ALICE, "comment": long('c', 1025)}}}),
             )),
@@ -820,7 +829,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: spec.workspace changed",
             merge_patch(
-                transfer(&wst(), json!({})),
+                valid_transfer(&wst(), json!({})),
                 spec(json!({"workspace": "acme-staging"})),
             ),
             "spec.workspace",
@@ -830,7 +839,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: spec.to changed to another Organization",
             merge_patch(
-                transfer(&wst(), json!({})),
+                valid_transfer(&wst(), json!({})),
                 spec(json!({"to": {"name": "initech"}})),
             ),
             "spec.to",
@@ -840,7 +849,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update (PUT): spec.to changed from an Organization to a User",
             replace(
-                transfer(&wst(), json!({})),
+                valid_transfer(&wst(), json!({})),
                 spec(json!({"to": {"kind": "User", "name": ALICE}})),
             ),
             "spec.to",
@@ -850,7 +859,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: newHandle added",
             merge_patch(
-                transfer(&wst(), json!({})),
+                valid_transfer(&wst(), json!({})),
                 spec(json!({"newHandle": "prod-eu"})),
             ),
             "spec.newHandle",
@@ -860,7 +869,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: newHandle changed",
             merge_patch(
-                transfer(&wst(), json!({"newHandle": "prod-eu"})),
+                valid_transfer(&wst(), json!({"newHandle": "prod-eu"})),
                 spec(json!({"newHandle": "prod-us"})),
             ),
             "spec.newHandle",
@@ -870,7 +879,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: newHandle removed",
             merge_patch(
-                transfer(&wst(), json!({"newHandle": "prod-eu"})),
+                valid_transfer(&wst(), json!({"newHandle": "prod-eu"})),
                 spec(json!({"newHandle": null})),
             ),
             "spec.newHandle",
@@ -880,7 +889,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: from changed",
             merge_patch(
-                transfer(&wst(), json!({"from": {"kind": "User", "name": ALICE}})),
+                valid_transfer(&wst(), json!({"from": {"kind": "User", "name": ALICE}})),
                 spec(json!({"from": {"kind": "User", "name": "mallory@example.com"}})),
             ),
             "spec.from",
@@ -890,7 +899,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: source approval withdrawn",
             merge_patch(
-                transfer(&wst(), approved.clone()),
+                valid_transfer(&wst(), approved.clone()),
                 spec(json!({"approvals": {"source": null}})),
             ),
             "spec.approvals",
@@ -900,7 +909,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: source approval turned into a refusal",
             merge_patch(
-                transfer(&wst(), approved.clone()),
+                valid_transfer(&wst(), approved.clone()),
                 spec(json!({"approvals": {"source": {"approvedBy": null, "rejectedBy": ALICE}}})),
             ),
             "spec.approvals",
@@ -910,7 +919,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: source approval given by someone else instead",
             merge_patch(
-                transfer(&wst(), approved.clone()),
+                valid_transfer(&wst(), approved.clone()),
                 spec(json!({"approvals": {"source": {"approvedBy": "mallory@example.com"}}})),
             ),
             "spec.approvals",
@@ -920,7 +929,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: all approvals withdrawn (target refusal removed)",
             merge_patch(
-                transfer(
+                valid_transfer(
                     &wst(),
                     json!({"approvals": {"target": {"rejectedBy": ALICE}}}),
                 ),
@@ -933,7 +942,7 @@ fn transfer_refusals() -> Vec<Refusal> {
         refuse(
             "update: approval added with both approvedBy and rejectedBy",
             merge_patch(
-                transfer(&wst(), json!({})),
+                valid_transfer(&wst(), json!({})),
                 spec(json!({"approvals": {"target": {"approvedBy": ALICE, "rejectedBy": ALICE}}})),
             ),
             "spec.approvals.target",
@@ -949,35 +958,38 @@ fn organization_refusals() -> Vec<Refusal> {
     vec![
         refuse(
             "name with a dot: not a DNS-1123 label",
-            create(organization(&format!("{}.io", org()), json!({}))),
+            creating(valid_organization(&format!("{}.io", org()), json!({}))),
             "<nil>",
             INVALID,
             "Organization name must be a DNS-1123 label",
         ),
         refuse(
             "name longer than 63 characters",
-            create(organization(&long('o', 64), json!({}))),
+            creating(valid_organization(&long('o', 64), json!({}))),
             "<nil>",
             INVALID,
             "Organization name must be a DNS-1123 label",
         ),
         refuse(
             "more than 100 admins",
-            create(organization(&org(), json!({"admins": users(101)}))),
+            creating(valid_organization(&org(), json!({"admins": n_users(101)}))),
             "spec.admins",
             TOO_MANY,
             "must have at most 100 items",
         ),
         refuse(
             "more than 1000 members",
-            create(organization(&org(), json!({"members": users(1001)}))),
+            creating(valid_organization(
+                &org(),
+                json!({"members": n_users(1001)}),
+            )),
             "spec.members",
             TOO_MANY,
             "must have at most 1000 items",
         ),
         refuse(
             "duplicate admin",
-            create(organization(
+            creating(valid_organization(
                 &org(),
                 json!({"admins": [
                     {"kind": "User", "name": ALICE},
@@ -991,7 +1003,7 @@ fn organization_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "duplicate member",
-            create(organization(
+            creating(valid_organization(
                 &org(),
                 json!({"members": [
                     {"kind": "Group", "name": "acme-eng"},
@@ -1004,7 +1016,7 @@ fn organization_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "admin with an empty name",
-            create(organization(
+            creating(valid_organization(
                 &org(),
                 json!({"admins": [{"kind": "User", "name": ""}]}),
             )),
@@ -1014,7 +1026,7 @@ fn organization_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "member with an empty name",
-            create(organization(
+            creating(valid_organization(
                 &org(),
                 json!({"members": [{"kind": "User", "name": "bob@example.com"}, {"kind": "Group", "name": ""}]}),
             )),
@@ -1024,7 +1036,7 @@ fn organization_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "admin kind not in the enum (ServiceAccount)",
-            create(organization(
+            creating(valid_organization(
                 &org(),
                 json!({"admins": [{"kind": "ServiceAccount", "name": "agent"}]}),
             )),
@@ -1034,14 +1046,17 @@ fn organization_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "negative workspace limit",
-            create(organization(&org(), json!({"limits": {"workspaces": -1}}))),
+            creating(valid_organization(
+                &org(),
+                json!({"limits": {"workspaces": -1}}),
+            )),
             "spec.limits.workspaces",
             INVALID,
             "should be greater than or equal to 0",
         ),
         refuse(
             "negative members-per-workspace limit",
-            create(organization(
+            creating(valid_organization(
                 &org(),
                 json!({"limits": {"membersPerWorkspace": -5}}),
             )),
@@ -1051,7 +1066,10 @@ fn organization_refusals() -> Vec<Refusal> {
         ),
         refuse(
             "displayName longer than 256 characters",
-            create(organization(&org(), json!({"displayName": long('a', 257)}))),
+            creating(valid_organization(
+                &org(),
+                json!({"displayName": long('a', 257)}),
+            )),
             "spec.displayName",
             TOO_LONG,
             "may not be more than 256",
@@ -1059,7 +1077,7 @@ fn organization_refusals() -> Vec<Refusal> {
         refuse(
             "update: admin added twice",
             merge_patch(
-                organization(&org(), json!({})),
+                valid_organization(&org(), json!({})),
                 spec(
                     json!({"admins": [{"kind": "User", "name": ALICE}, {"kind": "User", "name": ALICE}]}),
                 ),
@@ -1071,7 +1089,7 @@ fn organization_refusals() -> Vec<Refusal> {
         refuse(
             "update: limit lowered below zero",
             merge_patch(
-                organization(&org(), json!({"limits": {"workspaces": 10}})),
+                valid_organization(&org(), json!({"limits": {"workspaces": 10}})),
                 spec(json!({"limits": {"workspaces": -1}})),
             ),
             "spec.limits.workspaces",
@@ -1087,23 +1105,23 @@ fn acceptances(ns: &str) -> Vec<Acceptance> {
     let wst = || support::unique("wst");
     let name = ws_name();
     vec![
-        accept(
+        must_accept(
             "Workspace name of exactly 63 characters",
-            create(workspace(
+            creating(valid_workspace(
                 &format!("{}{}", name, long('w', 63 - name.len())),
                 json!({}),
             )),
         ),
-        accept(
+        must_accept(
             "handle of 63 characters, description of 5000",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"handle": long('h', 63), "description": long('d', 5000)}),
             )),
         ),
-        accept(
+        must_accept(
             "explicit nulls, as Helm renders empty values, count as unset",
-            create(json!({
+            creating(json!({
                 "apiVersion": API_VERSION, "kind": "Workspace",
                 "metadata": {"name": ws_name()},
                 "spec": {
@@ -1112,51 +1130,51 @@ fn acceptances(ns: &str) -> Vec<Acceptance> {
                 },
             })),
         ),
-        accept(
+        must_accept(
             "a username is not checked as a DNS label (only Organization names are)",
-            create(workspace(
+            creating(valid_workspace(
                 &ws_name(),
                 json!({"owner": {"kind": "User", "name": "Alice Example <alice@example.com>"}}),
             )),
         ),
-        accept(
+        must_accept(
             "update: unset spec.namespace spelled out as the Workspace name",
             {
                 let name = ws_name();
                 merge_patch(
-                    workspace(&name, json!({})),
+                    valid_workspace(&name, json!({})),
                     spec(json!({"namespace": name})),
                 )
             },
         ),
-        accept(
+        must_accept(
             "update: handle, description and deletionProtection changed",
             merge_patch(
-                workspace(&ws_name(), json!({"namespace": support::unique("ns")})),
+                valid_workspace(&ws_name(), json!({"namespace": support::unique("ns")})),
                 spec(
                     json!({"handle": "prod-eu", "description": "moved", "deletionProtection": true}),
                 ),
             ),
         ),
-        accept(
+        must_accept(
             "the SPEC's WorkspaceMember example: empty namespace and clusterRole count as unset",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"subject": {"kind": "User", "name": "bob@acme.io", "namespace": ""}, "clusterRole": ""}),
             )),
         ),
-        accept(
+        must_accept(
             "a custom clusterRole instead of a role",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({"role": null, "clusterRole": "acme:deployer"}),
             )),
         ),
-        accept(
+        must_accept(
             "a ServiceAccount with a dotted name and its namespace",
-            create(member(
+            creating(valid_member(
                 ns,
                 &wsm(),
                 json!({
@@ -1165,65 +1183,65 @@ fn acceptances(ns: &str) -> Vec<Acceptance> {
                 }),
             )),
         ),
-        accept(
+        must_accept(
             "update: role changed, subject unchanged",
             merge_patch(
-                member(ns, &wsm(), json!({})),
+                valid_member(ns, &wsm(), json!({})),
                 spec(json!({"role": "Viewer"})),
             ),
         ),
-        accept(
+        must_accept(
             "update: a User invitee answers",
             merge_patch(
-                member(ns, &wsm(), json!({"subject": {"name": ALICE}})),
+                valid_member(ns, &wsm(), json!({"subject": {"name": ALICE}})),
                 spec(json!({"response": "Accepted"})),
             ),
         ),
-        accept(
+        must_accept(
             "update (PUT): role swapped for a clusterRole",
             replace(
-                member(ns, &wsm(), json!({})),
+                valid_member(ns, &wsm(), json!({})),
                 spec(json!({"role": null, "clusterRole": "acme:deployer"})),
             ),
         ),
-        accept(
+        must_accept(
             "update: approvals added after creation",
             merge_patch(
-                transfer(&wst(), json!({"newHandle": "prod-eu"})),
+                valid_transfer(&wst(), json!({"newHandle": "prod-eu"})),
                 spec(json!({"approvals": {"source": {"approvedBy": ALICE}}})),
             ),
         ),
-        accept(
+        must_accept(
             "update: target approval added next to the source approval",
             merge_patch(
-                transfer(
+                valid_transfer(
                     &wst(),
                     json!({"approvals": {"source": {"approvedBy": ALICE}}}),
                 ),
                 spec(json!({"approvals": {"target": {"rejectedBy": ALICE, "comment": "not now"}}})),
             ),
         ),
-        accept(
+        must_accept(
             "update (PUT): the same transfer written back unchanged",
             replace(
-                transfer(
+                valid_transfer(
                     &wst(),
                     json!({"approvals": {"source": {"approvedBy": ALICE}}}),
                 ),
                 json!({}),
             ),
         ),
-        accept(
+        must_accept(
             "Organization with exactly 100 admins, limits of zero",
-            create(organization(
+            creating(valid_organization(
                 &support::unique("org"),
-                json!({"admins": users(100), "limits": {"workspaces": 0, "membersPerWorkspace": 0}}),
+                json!({"admins": n_users(100), "limits": {"workspaces": 0, "membersPerWorkspace": 0}}),
             )),
         ),
-        accept(
+        must_accept(
             "update: admins and members edited",
             merge_patch(
-                organization(&support::unique("org"), json!({})),
+                valid_organization(&support::unique("org"), json!({})),
                 spec(json!({
                     "admins": [{"kind": "User", "name": ALICE}, {"kind": "Group", "name": "acme-admins"}],
                     "members": [{"kind": "User", "name": ALICE}],

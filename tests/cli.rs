@@ -9,28 +9,17 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::objects::{
-    DIRECTORY, apply, create, directory_entry, group, member, organization, user, wait_directory,
-    wait_member_phase, wait_ready, workspace,
+    DIRECTORY, apply, create_ready_workspace, directory_entry, group, member, organization, user,
+    wait_directory, wait_member_phase, wait_transfer_phase, workspace,
 };
 use support::plugin::{Plugin, entry, names};
 use workspace_operator::api::{Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer};
 use workspace_operator::controller::directory::build::entry_name;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Creates the Workspace `name` as `owner`'s client and waits until it is Ready.
-async fn ready_workspace(admin: &Client, as_owner: &Client, value: Value) {
-    let name = value["metadata"]["name"]
-        .as_str()
-        .expect("a name")
-        .to_string();
-    create(as_owner, value).await;
-    wait_ready(admin, &name, "True", None, TIMEOUT).await;
-}
 
 /// An organization with admin `admin_user`, members `bob` and the group
 /// `eng`, and three of its workspaces: bob is a Developer of the first, a
@@ -69,15 +58,11 @@ async fn world() -> World {
         &w.alice,
         json!({"spec": {"handle": "lab"}}),
     );
-    ready_workspace(&admin, &alice, personal).await;
+    create_ready_workspace(&alice, &admin, personal).await;
     for (i, name) in w.team.iter().enumerate() {
         let handle = json!({"spec": {"handle": format!("team{i}")}});
-        ready_workspace(
-            &admin,
-            &admin,
-            workspace(name, "Organization", &w.org, handle),
-        )
-        .await;
+        let value = workspace(name, "Organization", &w.org, handle);
+        create_ready_workspace(&admin, &admin, value).await;
     }
     let grants = [
         (Subject::user(&w.bob), "Developer"),
@@ -374,15 +359,6 @@ async fn wait_listed(plugin: &Plugin, name: &str) -> Value {
     .await
 }
 
-async fn wait_phase(name: &str, phase: TransferPhase) {
-    let admin = support::plane().admin().await;
-    let what = format!("{phase:?}");
-    support::objects::wait_transfer_until(&admin, name, &what, |t| {
-        t.status.as_ref().and_then(|s| s.phase) == Some(phase)
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn both_sides_of_a_transfer_answer_and_use_finds_the_workspace_under_its_new_owner() {
     let w = world().await;
@@ -436,7 +412,12 @@ async fn both_sides_of_a_transfer_answer_and_use_finds_the_workspace_under_its_n
         "{}",
         approved.stdout
     );
-    wait_phase(&name, TransferPhase::Completed).await;
+    wait_transfer_phase(
+        &support::plane().admin().await,
+        &name,
+        TransferPhase::Completed,
+    )
+    .await;
 
     let used = olga.run(&["use", &format!("{}/lab-eu", w.org)]).success();
     assert!(
@@ -473,7 +454,12 @@ async fn the_target_rejects_a_transfer_with_a_reason() {
         .run(&["reject", &name, "--reason", "Not this quarter."])
         .success();
     assert!(rejected.stdout.contains("Rejected"), "{}", rejected.stdout);
-    wait_phase(&name, TransferPhase::Rejected).await;
+    wait_transfer_phase(
+        &support::plane().admin().await,
+        &name,
+        TransferPhase::Rejected,
+    )
+    .await;
     let t = Api::<WorkspaceTransfer>::all(support::plane().admin().await)
         .get(&name)
         .await
@@ -574,7 +560,12 @@ async fn a_platform_admin_sees_every_transfer_and_answers_one_side_in_their_own_
         .refused(&["cannot answer the source side"]);
     pa.run(&["reject", &name, "--reason", "Platform freeze."])
         .success();
-    wait_phase(&name, TransferPhase::Rejected).await;
+    wait_transfer_phase(
+        &support::plane().admin().await,
+        &name,
+        TransferPhase::Rejected,
+    )
+    .await;
     let t = Api::<WorkspaceTransfer>::all(admin)
         .get(&name)
         .await

@@ -45,35 +45,33 @@ struct Object<'a> {
     name: &'a str,
 }
 
-fn workspace(name: &str) -> Object<'_> {
-    Object {
-        resource: "workspaces.workspaces.dev",
-        namespace: None,
-        name,
+impl<'a> Object<'a> {
+    fn cluster(resource: &'a str, name: &'a str) -> Self {
+        Object {
+            resource,
+            namespace: None,
+            name,
+        }
     }
-}
 
-fn member<'a>(namespace: &'a str, name: &'a str) -> Object<'a> {
-    Object {
-        resource: "workspacemembers.workspaces.dev",
-        namespace: Some(namespace),
-        name,
+    fn workspace(name: &'a str) -> Self {
+        Object::cluster("workspaces.workspaces.dev", name)
     }
-}
 
-fn transfer(name: &str) -> Object<'_> {
-    Object {
-        resource: "workspacetransfers.workspaces.dev",
-        namespace: None,
-        name,
+    fn member(namespace: &'a str, name: &'a str) -> Self {
+        Object {
+            resource: "workspacemembers.workspaces.dev",
+            namespace: Some(namespace),
+            name,
+        }
     }
-}
 
-fn organization(name: &str) -> Object<'_> {
-    Object {
-        resource: "organizations.workspaces.dev",
-        namespace: None,
-        name,
+    fn transfer(name: &'a str) -> Self {
+        Object::cluster("workspacetransfers.workspaces.dev", name)
+    }
+
+    fn organization(name: &'a str) -> Self {
+        Object::cluster("organizations.workspaces.dev", name)
     }
 }
 
@@ -187,14 +185,14 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         )
         .await;
     }
-    wait_health(organization(&org), "Current").await;
-    wait_health(workspace(&prod), "Current").await;
+    wait_health(Object::organization(&org), "Current").await;
+    wait_health(Object::workspace(&prod), "Current").await;
     objects::apply(
         &admin,
         objects::member(&prod, "bob", objects::user("bob@example.com"), "Developer"),
     )
     .await;
-    wait_health(member(&prod, "bob"), "Current").await;
+    wait_health(Object::member(&prod, "bob"), "Current").await;
 
     // What a person must resolve is Failed and Degraded: a handle taken by an
     // older Workspace of the same owner, a namespace the Workspace did not
@@ -209,7 +207,7 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         ),
     )
     .await;
-    wait_health(workspace(&rival), "Failed").await;
+    wait_health(Object::workspace(&rival), "Failed").await;
     Kubectl::as_user("system:admin", &["system:masters"])
         .run(&["create", "namespace", &taken])
         .success();
@@ -223,7 +221,7 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         ),
     )
     .await;
-    wait_health(workspace(&squatter), "Failed").await;
+    wait_health(Object::workspace(&squatter), "Failed").await;
     objects::apply(
         &admin,
         objects::member(
@@ -234,12 +232,12 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         ),
     )
     .await;
-    wait_health(member(&prod, "mallory"), "Failed").await;
+    wait_health(Object::member(&prod, "mallory"), "Failed").await;
 
     // Work under way is InProgress and Progressing: the namespace of a
     // Workspace deleted behind the operator's back, held by a finalizer,
     // until it is gone and provisioned again.
-    wait_health(workspace(&moving), "Current").await;
+    wait_health(Object::workspace(&moving), "Current").await;
     let kubectl = Kubectl::as_user("system:admin", &["system:masters"]);
     kubectl
         .run_with_input(
@@ -253,7 +251,7 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
     kubectl
         .run(&["delete", "namespace", &moving, "--wait=false"])
         .success();
-    wait_health(workspace(&moving), "InProgress").await;
+    wait_health(Object::workspace(&moving), "InProgress").await;
     kubectl
         .run(&[
             "patch",
@@ -266,7 +264,7 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
             r#"{"metadata":{"finalizers":null}}"#,
         ])
         .success();
-    wait_health(workspace(&moving), "Current").await;
+    wait_health(Object::workspace(&moving), "Current").await;
 
     // Transfers: one both sides approved completes (Current, Healthy); one
     // the target refuses is Rejected (Failed, Degraded). A platform admin
@@ -291,8 +289,8 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
             )
             .success();
     }
-    wait_health(transfer(&completed), "Current").await;
-    wait_health(transfer(&refused), "Failed").await;
+    wait_health(Object::transfer(&completed), "Current").await;
+    wait_health(Object::transfer(&refused), "Failed").await;
 
     // A spec change the operator has not seen yet (it is stopped) is
     // InProgress and Progressing, until it has.
@@ -311,7 +309,7 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         ),
     )
     .await;
-    wait_health(workspace(&prod), "InProgress").await;
+    wait_health(Object::workspace(&prod), "InProgress").await;
     // A Workspace the operator has not seen at all has no status: kstatus
     // calls that Current, the Argo CD check (deliberately) Progressing.
     objects::apply(
@@ -324,15 +322,16 @@ async fn flux_and_argo_cd_agree_on_the_health_of_live_objects() {
         ),
     )
     .await;
-    let (status, health, _, observed) = judge(workspace(&fresh)).expect("the new Workspace");
+    let (status, health, _, observed) =
+        judge(Object::workspace(&fresh)).expect("the new Workspace");
     assert_eq!(
         (status.as_str(), health.as_str(), observed),
         ("Current", "Progressing", false)
     );
     let operator = Operator::start(&[]);
     operator.wait_ready(Duration::from_secs(60));
-    wait_health(workspace(&prod), "Current").await;
-    wait_health(workspace(&fresh), "Current").await;
+    wait_health(Object::workspace(&prod), "Current").await;
+    wait_health(Object::workspace(&fresh), "Current").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -349,17 +348,17 @@ async fn the_tenants_a_platform_team_commits_apply_and_become_healthy() {
     kubectl
         .run(&["apply", "-k", &gitops.join("tenants").to_string_lossy()])
         .success();
-    wait_health(organization("globex"), "Current").await;
+    wait_health(Object::organization("globex"), "Current").await;
     for ws in ["globex-dev", "globex-prod"] {
-        wait_health(workspace(ws), "Current").await;
+        wait_health(Object::workspace(ws), "Current").await;
     }
     // Then the members, once the Workspaces are healthy (dependsOn, or
     // the next sync wave).
     kubectl
         .run(&["apply", "-k", &gitops.join("members").to_string_lossy()])
         .success();
-    wait_health(member("globex-prod", "frank"), "Current").await;
-    wait_health(member("globex-dev", "engineering"), "Current").await;
+    wait_health(Object::member("globex-prod", "frank"), "Current").await;
+    wait_health(Object::member("globex-dev", "engineering"), "Current").await;
 
     // Every path the Flux and Argo CD objects name exists in the repository.
     for file in [

@@ -39,7 +39,7 @@ fn member_operator() -> &'static Operator {
 }
 
 /// The admin's client, once the plane and this binary's operator run.
-async fn setup() -> Client {
+async fn setup_with_roles() -> Client {
     member_operator();
     support::plane().admin().await
 }
@@ -241,7 +241,7 @@ const ROLES: [&str; 5] = ["Owner", "Developer", "Runner", "Viewer", "Worker"];
 
 #[tokio::test]
 async fn each_built_in_role_allows_exactly_what_the_spec_says() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ws = support::unique("matrix");
     let other = support::unique("matrix-other");
     let _dump = support::dump_on_failure(&[&ws]);
@@ -344,7 +344,7 @@ fn attempt(verb: &str, resource: &str, scope: Scope) -> String {
 
 #[tokio::test]
 async fn role_change_swaps_the_binding_without_a_gap() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ws = support::unique("swap");
     let _dump = support::dump_on_failure(&[&ws]);
     apply(
@@ -434,7 +434,7 @@ async fn role_change_swaps_the_binding_without_a_gap() {
 
 #[tokio::test]
 async fn a_second_member_for_the_same_subject_is_a_duplicate_until_the_first_goes() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ws = support::unique("dup");
     let _dump = support::dump_on_failure(&[&ws]);
     apply(
@@ -489,7 +489,7 @@ async fn a_second_member_for_the_same_subject_is_a_duplicate_until_the_first_goe
 
 #[tokio::test]
 async fn a_service_account_from_another_namespace_gets_its_role() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ws = support::unique("sa");
     let home = support::unique("sa-home");
     let _dump = support::dump_on_failure(&[&ws]);
@@ -551,7 +551,7 @@ async fn a_service_account_from_another_namespace_gets_its_role() {
 
 #[tokio::test]
 async fn only_an_assignable_custom_role_is_bound() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     // What a cluster admin (and the chart, from its values) sets up: the
     // custom roles, and `bind` for the operator on the assignable one only.
     let role = |name: &str, labels: serde_json::Value| {
@@ -636,7 +636,7 @@ async fn only_an_assignable_custom_role_is_bound() {
 
 #[tokio::test]
 async fn organization_workspaces_admit_only_organization_members_and_follow_changes() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let org = support::unique("orgm");
     let ws = support::unique("orgm-ws");
     let elsewhere = support::unique("orgm-elsewhere");
@@ -736,7 +736,7 @@ async fn organization_workspaces_admit_only_organization_members_and_follow_chan
 
 #[tokio::test]
 async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let org = support::unique("orgl");
     let ws = support::unique("orgl-ws");
     let _dump = support::dump_on_failure(&[&ws]);
@@ -793,7 +793,7 @@ async fn the_member_limit_lets_the_oldest_in_and_raising_it_lets_the_next() {
 
 #[tokio::test]
 async fn a_deleted_member_loses_access_and_the_owner_never_does() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ws = support::unique("gone");
     let _dump = support::dump_on_failure(&[&ws]);
     let owner = format!("owner-{ws}@example.com");
@@ -853,7 +853,7 @@ async fn a_deleted_member_loses_access_and_the_owner_never_does() {
 
 #[tokio::test]
 async fn a_member_outside_any_workspace_reports_workspace_not_found() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ns = support::unique("plain");
     objects::create_namespace(&admin, json!({"name": ns})).await;
     // A label alone does not make a namespace a workspace's.
@@ -873,7 +873,7 @@ async fn a_member_outside_any_workspace_reports_workspace_not_found() {
 
 #[tokio::test]
 async fn a_deleted_or_edited_member_binding_is_repaired_and_a_converged_member_costs_no_writes() {
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let ws = support::unique("mdrift");
     let _dump = support::dump_on_failure(&[&ws]);
     apply(
@@ -962,7 +962,7 @@ async fn a_member_created_with_its_workspace_reports_only_its_grant() {
     // A member whose workspace is still being provisioned waits for it
     // instead of reporting WorkspaceNotReady first: its first status is its
     // grant, and it is the only one.
-    let admin = setup().await;
+    let admin = setup_with_roles().await;
     let name = support::unique("together");
     let owner = format!("owner-{name}@example.com");
     // A cluster admin prepared the namespace for adoption, so the member can

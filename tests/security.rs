@@ -165,7 +165,7 @@ fn refusal<T: Debug>(what: &str, result: Result<T, kube::Error>) -> (u16, String
 
 /// Waits until the Workspace's Ready condition has `status` and `reason`,
 /// written for its current generation; returns its message.
-async fn wait_ready(admin: &Client, name: &str, status: &str, reason: &str) -> String {
+async fn ready_message(admin: &Client, name: &str, status: &str, reason: &str) -> String {
     let ws = objects::wait_ready(admin, name, status, Some(reason), TIMEOUT).await;
     objects::ready(&ws)
         .map(|c| c.message.clone())
@@ -209,7 +209,7 @@ async fn wait_for_policies() {
 
 /// The admin's client, once the shared operator runs and the admission
 /// policies are in force.
-async fn setup() -> Client {
+async fn secured_setup() -> Client {
     let admin = support::operator::setup().await;
     wait_for_policies().await;
     admin
@@ -228,7 +228,7 @@ async fn own_workspace(admin: &Client, owner: &str, prefix: &str, extra: Value) 
         workspace(&name, "User", owner, extra),
     )
     .await;
-    wait_ready(admin, &name, "True", "Provisioned").await;
+    ready_message(admin, &name, "True", "Provisioned").await;
     objects::wait_can(
         owner,
         &[],
@@ -577,7 +577,7 @@ impl Drop for Invariants {
 
 #[tokio::test]
 async fn a_developer_cannot_create_an_owner_member() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-dev", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -642,7 +642,7 @@ async fn a_developer_cannot_create_an_owner_member() {
 
 #[tokio::test]
 async fn a_member_manager_cannot_grant_a_role_it_may_not_bind() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-mgr", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -748,7 +748,7 @@ async fn a_member_manager_cannot_grant_a_role_it_may_not_bind() {
 
 #[tokio::test]
 async fn an_owner_cannot_grant_cluster_admin_or_admin() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-root", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -845,7 +845,7 @@ async fn an_owner_cannot_grant_cluster_admin_or_admin() {
 
 #[tokio::test]
 async fn an_owner_cannot_add_members_to_another_workspace() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-other", json!({})).await;
     let victim = victim();
@@ -890,7 +890,7 @@ async fn an_owner_cannot_add_members_to_another_workspace() {
 
 #[tokio::test]
 async fn a_service_account_of_another_tenant_is_not_admitted_to_an_organization_workspace() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let victim = victim();
     let olga = format!("{}@example.com", support::unique("olga"));
     let org = own_organization(&admin, "sec-sa", &[&olga], &[], json!({})).await;
@@ -902,7 +902,7 @@ async fn a_service_account_of_another_tenant_is_not_admitted_to_an_organization_
         workspace(&ws, "Organization", &org, json!({})),
     )
     .await;
-    wait_ready(&admin, &ws, "True", "Provisioned").await;
+    ready_message(&admin, &ws, "True", "Provisioned").await;
     objects::wait_can(
         &olga,
         &[],
@@ -977,7 +977,7 @@ async fn a_service_account_of_another_tenant_is_not_admitted_to_an_organization_
 
 #[tokio::test]
 async fn only_the_invitee_answers_an_invitation() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-invite", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -1068,7 +1068,7 @@ async fn only_the_invitee_answers_an_invitation() {
 
 #[tokio::test]
 async fn nobody_creates_a_workspace_for_another_user() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let victim = victim();
     let inv = Invariants::capture(&admin, &mallory, &[], &[]).await;
@@ -1106,7 +1106,7 @@ async fn nobody_creates_a_workspace_for_another_user() {
 
 #[tokio::test]
 async fn only_organization_admins_create_its_workspaces() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let olga = format!("{}@example.com", support::unique("olga"));
     let mallory = format!("{}@example.com", support::unique("mallory"));
     // mallory is a member of the organization, not an admin.
@@ -1137,14 +1137,14 @@ async fn only_organization_admins_create_its_workspaces() {
         workspace(&name, "Organization", &org, json!({})),
     )
     .await;
-    wait_ready(&admin, &name, "True", "Provisioned").await;
+    ready_message(&admin, &name, "True", "Provisioned").await;
     inv.hold("the organization's admin creates its Workspace")
         .await;
 }
 
 #[tokio::test]
 async fn reserved_names_and_namespaces_are_refused() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let inv = Invariants::capture(
         &admin,
@@ -1224,7 +1224,7 @@ async fn reserved_names_and_namespaces_are_refused() {
 
 #[tokio::test]
 async fn a_workspace_cannot_take_over_an_existing_namespace() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let victim = victim();
     let mallory = format!("{}@example.com", support::unique("mallory"));
     // A namespace a team created by hand, outside any workspace.
@@ -1252,7 +1252,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
         ),
     )
     .await;
-    let message = wait_ready(&admin, &pointing, "False", "NamespaceConflict").await;
+    let message = ready_message(&admin, &pointing, "False", "NamespaceConflict").await;
     assert!(
         message.contains("is taken (this workspace did not create it)"),
         "{message}"
@@ -1269,7 +1269,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
         ),
     )
     .await;
-    let message = wait_ready(&admin, &team, "False", "NamespaceConflict").await;
+    let message = ready_message(&admin, &team, "False", "NamespaceConflict").await;
     assert!(
         message.contains(&format!("Namespace \"{team}\" is taken")),
         "{message}"
@@ -1300,7 +1300,7 @@ async fn a_workspace_cannot_take_over_an_existing_namespace() {
 
 #[tokio::test]
 async fn spec_owner_changes_only_through_a_transfer() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let ws = own_workspace(&admin, &owner, "sec-owner", json!({})).await;
@@ -1380,7 +1380,7 @@ async fn spec_owner_changes_only_through_a_transfer() {
 
 #[tokio::test]
 async fn a_protected_workspace_is_not_deleted_until_protection_is_lifted() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(
         &admin,
@@ -1451,7 +1451,7 @@ async fn a_protected_workspace_is_not_deleted_until_protection_is_lifted() {
 
 #[tokio::test]
 async fn an_owner_cannot_skip_the_cleanup_finalizer() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-finalizer", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -1491,7 +1491,7 @@ async fn an_owner_cannot_skip_the_cleanup_finalizer() {
 
 #[tokio::test]
 async fn a_tenant_cannot_edit_or_delete_its_namespace() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-ns", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -1546,7 +1546,7 @@ async fn a_tenant_cannot_edit_or_delete_its_namespace() {
 
 #[tokio::test]
 async fn the_operators_rolebindings_are_restored_and_never_grant_more() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let ws = own_workspace(&admin, &owner, "sec-rb", json!({})).await;
@@ -1675,7 +1675,7 @@ async fn wait_for_no_access(user: &str, ws: &str) {
 
 #[tokio::test]
 async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let mallory = format!("{}@example.com", support::unique("mallory"));
     // A cluster admin (or anything with namespace rights) creates a namespace
     // that claims to belong to a Workspace that does not exist yet. The UID of
@@ -1708,7 +1708,7 @@ async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
         ),
     )
     .await;
-    let message = wait_ready(&admin, &name, "False", "NamespaceConflict").await;
+    let message = ready_message(&admin, &name, "False", "NamespaceConflict").await;
     assert!(
         message.contains("this workspace did not create it"),
         "{message}"
@@ -1735,7 +1735,7 @@ async fn a_forged_uid_annotation_never_gets_a_namespace_deleted() {
 
 #[tokio::test]
 async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let victim = victim();
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let name = support::unique("sec-borrowed-uid");
@@ -1760,7 +1760,7 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
         ),
     )
     .await;
-    let message = wait_ready(&admin, &claim, "False", "NamespaceConflict").await;
+    let message = ready_message(&admin, &claim, "False", "NamespaceConflict").await;
     assert!(
         message.contains("this workspace did not create it"),
         "{message}"
@@ -1773,7 +1773,7 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
         .expect("delete the claiming Workspace");
     wait_gone(&Api::<Workspace>::all(admin.clone()), &claim, TIMEOUT).await;
     inv.hold("the claiming Workspace is deleted").await;
-    wait_ready(&admin, &victim.workspace, "True", "Provisioned").await;
+    ready_message(&admin, &victim.workspace, "True", "Provisioned").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1782,7 +1782,7 @@ async fn a_namespace_holding_another_workspaces_uid_is_a_conflict() {
 
 #[tokio::test]
 async fn organization_admins_cannot_raise_their_own_limits() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let olga = format!("{}@example.com", support::unique("olga"));
     let org = own_organization(
         &admin,
@@ -1892,7 +1892,7 @@ async fn organization_admins_cannot_raise_their_own_limits() {
 
 #[tokio::test]
 async fn transfer_approvals_cannot_be_forged() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let victim = victim();
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let inv = Invariants::capture(&admin, &mallory, &[], &[]).await;
@@ -1989,7 +1989,7 @@ async fn transfer_approvals_cannot_be_forged() {
 /// not a workspace's.
 #[tokio::test]
 async fn owner_members_of_a_namespace_a_workspace_does_not_hold_never_change_its_object() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let friend = format!("{}@example.com", support::unique("friend"));
     let alice = format!("{}@example.com", support::unique("alice"));
@@ -2022,7 +2022,7 @@ async fn owner_members_of_a_namespace_a_workspace_does_not_hold_never_change_its
         workspace(&claim, "User", &alice, json!({"spec": {"namespace": held}})),
     )
     .await;
-    wait_ready(&admin, &claim, "False", "NamespaceConflict").await;
+    ready_message(&admin, &claim, "False", "NamespaceConflict").await;
     // The blocked Workspace names no namespace in its status, so the Owners
     // of the namespace it claims are not its Owners.
     let status = Api::<Workspace>::all(admin.clone())

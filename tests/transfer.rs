@@ -18,7 +18,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::kubectl::Kubectl;
-use support::objects::{self, apply, can, create, group, member, service_account, user};
+use support::objects::{
+    self, apply, can, create, group, member, service_account, user, wait_transfer_phase,
+};
 use support::operator::Operator;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use workspace_operator::api::{
@@ -130,7 +132,7 @@ async fn as_user(name: &str) -> Client {
 
 /// An Organization with `admins` (users) and `members` (subjects), and
 /// optionally a workspace limit, created by the cluster admin.
-async fn organization(name: &str, admins: &[&str], members: Vec<Value>, limit: Option<i32>) {
+async fn create_organization(name: &str, admins: &[&str], members: Vec<Value>, limit: Option<i32>) {
     let limits = limit.map_or(
         json!({}),
         |n| json!({"spec": {"limits": {"workspaces": n}}}),
@@ -162,7 +164,7 @@ async fn organization(name: &str, admins: &[&str], members: Vec<Value>, limit: O
 
 /// A Workspace created by `creator` (its owner, or an admin of its owning
 /// Organization), waited on until Ready.
-async fn ready_workspace(
+async fn workspace_by(
     creator: &str,
     name: &str,
     kind: &str,
@@ -245,7 +247,7 @@ async fn wait_transfer(
     objects::wait_transfer_until(&admin().await, name, what, check).await
 }
 
-fn phase(t: &WorkspaceTransfer) -> Option<TransferPhase> {
+fn transfer_phase(t: &WorkspaceTransfer) -> Option<TransferPhase> {
     t.status.as_ref()?.phase
 }
 
@@ -259,14 +261,10 @@ fn condition<'a>(t: &'a WorkspaceTransfer, type_: &str) -> Option<(&'a str, &'a 
     Some((c.status.as_str(), c.reason.as_str()))
 }
 
-async fn wait_phase(name: &str, want: TransferPhase) -> WorkspaceTransfer {
-    wait_transfer(name, &format!("phase {want:?}"), |t| phase(t) == Some(want)).await
-}
-
 /// Waits until the transfer is Pending with `Validated=False` for `reason`.
 async fn wait_invalid(name: &str, reason: &str) -> WorkspaceTransfer {
     wait_transfer(name, &format!("Validated=False {reason}"), |t| {
-        phase(t) == Some(TransferPhase::Pending)
+        transfer_phase(t) == Some(TransferPhase::Pending)
             && condition(t, "Validated") == Some(("False", reason))
     })
     .await
@@ -476,8 +474,8 @@ impl Lab {
     /// ConfigMap, a Secret and a Job in it: their UIDs.
     async fn set_up(&self) -> BTreeMap<String, String> {
         let ws = &self.ws;
-        organization(&self.org, &[&self.carol], vec![user(&self.bob)], None).await;
-        ready_workspace(&self.alice, ws, "User", &self.alice, json!({})).await;
+        create_organization(&self.org, &[&self.carol], vec![user(&self.bob)], None).await;
+        workspace_by(&self.alice, ws, "User", &self.alice, json!({})).await;
         let alice = as_user(&self.alice).await;
         for m in [
             member(ws, "bob", user(&self.bob), "Developer"),
@@ -710,10 +708,10 @@ impl Prod {
     async fn set_up(&self) -> BTreeMap<String, String> {
         let ws = &self.ws;
         let acme_members = vec![user(&self.bob), user(&self.carl), group(&self.ops)];
-        organization(&self.acme, &[&self.ann], acme_members, None).await;
-        organization(&self.globex, &[&self.carol], vec![user(&self.bob)], None).await;
+        create_organization(&self.acme, &[&self.ann], acme_members, None).await;
+        create_organization(&self.globex, &[&self.carol], vec![user(&self.bob)], None).await;
         let handle = json!({"spec": {"handle": "prod"}});
-        ready_workspace(&self.ann, ws, "Organization", &self.acme, handle).await;
+        workspace_by(&self.ann, ws, "Organization", &self.acme, handle).await;
         let ann = as_user(&self.ann).await;
         for m in [
             member(ws, "bob", user(&self.bob), "Runner"),
@@ -739,7 +737,7 @@ impl Prod {
         patch_answer(&self.carol, &first, "target", "approvedBy")
             .await
             .success();
-        wait_phase(&first, TransferPhase::Completed).await;
+        wait_transfer_phase(&admin().await, &first, TransferPhase::Completed).await;
         let moved =
             objects::wait_workspace_until(&admin().await, ws, "owned by globex", TIMEOUT, |w| {
                 let status = w.status.as_ref();
@@ -783,7 +781,7 @@ impl Prod {
         patch_answer(&self.erin, &second, "target", "approvedBy")
             .await
             .success();
-        wait_phase(&second, TransferPhase::Completed).await;
+        wait_transfer_phase(&admin().await, &second, TransferPhase::Completed).await;
         objects::wait_workspace_until(&admin().await, ws, "owned by erin", TIMEOUT, |w| {
             let owner = w.status.as_ref().and_then(|s| s.owner.as_ref());
             owner.is_some_and(|o| o.name == self.erin)
@@ -817,7 +815,7 @@ async fn a_personal_workspace_moves_to_another_user() {
         format!("gus-{id}"),
     );
     let ws = format!("notes-{id}");
-    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
+    workspace_by(&alice, &ws, "User", &alice, json!({})).await;
     apply(
         &as_user(&alice).await,
         member(&ws, "gus", user(&gus), "Viewer"),
@@ -845,7 +843,7 @@ async fn a_personal_workspace_moves_to_another_user() {
     patch_answer(&alice, &name, "source", "approvedBy")
         .await
         .success();
-    wait_phase(&name, TransferPhase::Completed).await;
+    wait_transfer_phase(&admin, &name, TransferPhase::Completed).await;
     support::wait_for("frank to hold Owner", TIMEOUT, || async {
         (is_owner(&frank, &ws).await && !is_owner(&alice, &ws).await).then_some(())
     })
@@ -914,8 +912,8 @@ impl Vault {
             org: person("globex"),
             ws: person("vault"),
         };
-        organization(&v.org, &[&v.carol], vec![], None).await;
-        ready_workspace(&v.alice, &v.ws, "User", &v.alice, json!({})).await;
+        create_organization(&v.org, &[&v.carol], vec![], None).await;
+        workspace_by(&v.alice, &v.ws, "User", &v.alice, json!({})).await;
         let alice = as_user(&v.alice).await;
         apply(&alice, member(&v.ws, "dev", user(&v.dev), "Developer")).await;
         wait_member_answering(&v.ws, "dev", MemberPhase::Active).await;
@@ -966,7 +964,7 @@ async fn a_stranger_cannot_propose_a_move_or_sign_for_the_owner() {
     as_mallory
         .create(&transfer_manifest(&lie, ws, mine, ("User", mallory), both))
         .success();
-    let failed = wait_phase(&lie, TransferPhase::Failed).await;
+    let failed = wait_transfer_phase(&admin().await, &lie, TransferPhase::Failed).await;
     assert_eq!(
         condition(&failed, "Validated"),
         Some(("False", "SourceMismatch"))
@@ -1023,8 +1021,8 @@ async fn rejection_and_cancellation_leave_the_workspace_where_it_was() {
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let ws = format!("desk-{id}");
-    organization(&org, &[&carol], vec![], None).await;
-    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
+    create_organization(&org, &[&carol], vec![], None).await;
+    workspace_by(&alice, &ws, "User", &alice, json!({})).await;
     let to = ("Organization", org.as_str());
     let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
 
@@ -1043,7 +1041,7 @@ async fn rejection_and_cancellation_leave_the_workspace_where_it_was() {
         .run(&["patch", "wst", &refused, "--type=merge", "-p",
                &json!({"spec": {"approvals": {"target": {"rejectedBy": carol, "comment": "Not now."}}}}).to_string()])
         .success();
-    let t = wait_phase(&refused, TransferPhase::Rejected).await;
+    let t = wait_transfer_phase(&admin().await, &refused, TransferPhase::Rejected).await;
     assert_eq!(condition(&t, "Stalled"), Some(("True", "Rejected")));
     wait_event(&ws, "TransferRejected").await;
     wait_event(&org, "TransferRejected").await;
@@ -1076,10 +1074,10 @@ async fn validation_keeps_it_pending_with_a_reason() {
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let (full, taken) = (format!("full-{id}"), format!("taken-{id}"));
     let ws = format!("api-{id}");
-    organization(&full, &[&carol], vec![], Some(1)).await;
-    organization(&taken, &[&carol], vec![], None).await;
-    ready_workspace(&carol, &format!("f-{id}"), "Organization", &full, json!({})).await;
-    ready_workspace(
+    create_organization(&full, &[&carol], vec![], Some(1)).await;
+    create_organization(&taken, &[&carol], vec![], None).await;
+    workspace_by(&carol, &format!("f-{id}"), "Organization", &full, json!({})).await;
+    workspace_by(
         &carol,
         &format!("t-{id}"),
         "Organization",
@@ -1087,7 +1085,7 @@ async fn validation_keeps_it_pending_with_a_reason() {
         json!({"spec": {"handle": "api"}}),
     )
     .await;
-    ready_workspace(
+    workspace_by(
         &alice,
         &ws,
         "User",
@@ -1155,8 +1153,8 @@ async fn a_workspace_deleted_before_the_transfer_runs_fails_it() {
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let ws = format!("tmp-{id}");
-    organization(&org, &[&carol], vec![], None).await;
-    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
+    create_organization(&org, &[&carol], vec![], None).await;
+    workspace_by(&alice, &ws, "User", &alice, json!({})).await;
     let name = format!("{ws}-t");
     Kubectl::as_user(&alice, &[])
         .create(&transfer_manifest(
@@ -1175,13 +1173,13 @@ async fn a_workspace_deleted_before_the_transfer_runs_fails_it() {
         .delete(&ws, &DeleteParams::default())
         .await
         .expect("alice deletes her workspace");
-    let t = wait_phase(&name, TransferPhase::Failed).await;
+    let t = wait_transfer_phase(&admin().await, &name, TransferPhase::Failed).await;
     assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TransferFailed"));
     // A late approval changes nothing.
     late_answer(&carol, &name, "target").await;
     wait_shared_reconciled(&name).await;
     assert_eq!(
-        phase(&get_transfer(&name).await.unwrap()),
+        transfer_phase(&get_transfer(&name).await.unwrap()),
         Some(TransferPhase::Failed)
     );
 }
@@ -1198,8 +1196,8 @@ async fn an_unanswered_transfer_expires_after_the_ttl() {
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let ws = format!("old-{id}");
-    organization(&org, &[&carol], vec![], None).await;
-    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
+    create_organization(&org, &[&carol], vec![], None).await;
+    workspace_by(&alice, &ws, "User", &alice, json!({})).await;
     let name = format!("{ws}-t");
     Kubectl::as_user(&alice, &[])
         .create(&transfer_manifest(
@@ -1210,7 +1208,7 @@ async fn an_unanswered_transfer_expires_after_the_ttl() {
             json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}}),
         ))
         .success();
-    let t = wait_phase(&name, TransferPhase::Expired).await;
+    let t = wait_transfer_phase(&admin().await, &name, TransferPhase::Expired).await;
     assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("Expired"));
     wait_event(&ws, "TransferExpired").await;
     // A late approval does not bring it back.
@@ -1222,7 +1220,7 @@ async fn an_unanswered_transfer_expires_after_the_ttl() {
     op.wait_reconciled("transfer", "", &name, &version, TIMEOUT)
         .await;
     let t = get_transfer(&name).await.unwrap();
-    assert_eq!(phase(&t), Some(TransferPhase::Expired));
+    assert_eq!(transfer_phase(&t), Some(TransferPhase::Expired));
     assert!(is_owner(&alice, &ws).await && !is_owner(&carol, &ws).await);
     drop(op);
 }
@@ -1249,13 +1247,13 @@ async fn killed_after(step: &str) {
     );
     let t = get_transfer(name).await.unwrap();
     assert_ne!(
-        phase(&t),
+        transfer_phase(&t),
         Some(TransferPhase::Pending),
         "after {step}: it had started"
     );
 
     let second = Operator::alone(&[], &[]);
-    let done = wait_phase(name, TransferPhase::Completed).await;
+    let done = wait_transfer_phase(&admin().await, name, TransferPhase::Completed).await;
     let from = done.status.as_ref().and_then(|s| s.from.as_ref());
     assert!(
         from.is_some_and(|f| &f.name == alice),
@@ -1304,8 +1302,8 @@ async fn interrupted_after(step: &str) -> Interrupted {
     let ws = format!("i-{id}");
     let fault = [("WORKSPACE_OPERATOR_FAULT_AFTER_TRANSFER_STEP", step)];
     let mut op = Operator::alone(&[], &fault);
-    organization(&org, &[&carol], vec![], None).await;
-    ready_workspace(&alice, &ws, "User", &alice, json!({})).await;
+    create_organization(&org, &[&carol], vec![], None).await;
+    workspace_by(&alice, &ws, "User", &alice, json!({})).await;
     apply(
         &as_user(&alice).await,
         member(&ws, "dan", user("dan"), "Viewer"),
@@ -1356,7 +1354,7 @@ async fn a_workspace_deleted_while_the_transfer_runs_fails_it() {
         .await
         .expect("alice deletes her workspace");
     let _op = Operator::alone(&[], &[]);
-    let t = wait_phase(&it.name, TransferPhase::Failed).await;
+    let t = wait_transfer_phase(&admin().await, &it.name, TransferPhase::Failed).await;
     assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TransferFailed"));
     wait_event(&it.name, "TransferFailed").await;
 }
@@ -1378,7 +1376,7 @@ async fn a_target_deleted_after_the_owner_changed_puts_the_owner_back() {
         .await
         .expect("delete the target organization");
     let _op = Operator::alone(&[], &[]);
-    let t = wait_phase(&it.name, TransferPhase::Failed).await;
+    let t = wait_transfer_phase(&admin().await, &it.name, TransferPhase::Failed).await;
     assert_eq!(condition(&t, "Ready").map(|c| c.1), Some("TargetNotFound"));
     let back = objects::wait_ready(&admin().await, &it.ws, "True", None, TIMEOUT).await;
     assert_eq!(back.spec.owner.name, it.alice);
@@ -1399,9 +1397,9 @@ async fn a_restarted_operator_writes_nothing_for_settled_transfers() {
     let (alice, carol) = (format!("alice-{id}"), format!("carol-{id}"));
     let org = format!("globex-{id}");
     let (moved, waiting) = (format!("q1-{id}"), format!("q2-{id}"));
-    organization(&org, &[&carol], vec![], None).await;
+    create_organization(&org, &[&carol], vec![], None).await;
     for ws in [&moved, &waiting] {
-        ready_workspace(&alice, ws, "User", &alice, json!({})).await;
+        workspace_by(&alice, ws, "User", &alice, json!({})).await;
     }
     let approved = json!({"spec": {"approvals": {"source": {"approvedBy": alice}}}});
     let (done, pending) = (format!("{moved}-t"), format!("{waiting}-t"));
@@ -1414,7 +1412,7 @@ async fn a_restarted_operator_writes_nothing_for_settled_transfers() {
         .await
         .success();
     wait_transfer(&done, "completed and released", |t| {
-        phase(t) == Some(TransferPhase::Completed) && t.finalizers().is_empty()
+        transfer_phase(t) == Some(TransferPhase::Completed) && t.finalizers().is_empty()
     })
     .await;
     wait_transfer(&pending, "its preview", |t| {

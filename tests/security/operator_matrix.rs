@@ -22,7 +22,7 @@ use super::support;
 use super::support::objects::DIRECTORY;
 use super::support::objects::merge;
 use super::support::operator::OPERATOR_NAMESPACE;
-use super::{own_organization, own_workspace, setup};
+use super::{own_organization, own_workspace, secured_setup};
 use workspace_operator::controller::directory::build::VERBS as DIRECTORY_VERBS;
 
 /// Label on every bystander object, so that a deletecollection aims at them.
@@ -705,7 +705,7 @@ async fn granting_attempts(operator: &kube::Client, verb: &str) -> Vec<Attempt> 
 
 #[tokio::test]
 async fn a_stolen_operator_token_is_confined_on_every_verb_of_its_rbac() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let operator = support::plane()
         .client_as_service_account(OPERATOR_NAMESPACE, "workspace-operator")
         .await;

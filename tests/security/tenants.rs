@@ -15,7 +15,7 @@ use super::support;
 use super::support::objects::{create, group, member, user, wait_gone, workspace};
 use super::{
     EVERY_WAY, Invariants, TIMEOUT, apply, change, client_as, own_organization, own_workspace,
-    post, setup, wait_ready,
+    post, ready_message, secured_setup,
 };
 
 fn pod(name: &str, spec: serde_json::Value) -> serde_json::Value {
@@ -24,7 +24,7 @@ fn pod(name: &str, spec: serde_json::Value) -> serde_json::Value {
 
 #[tokio::test]
 async fn workspace_namespaces_enforce_pod_security() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-psa", json!({})).await;
     let _dump = support::dump_on_failure(&[&ws]);
@@ -52,7 +52,7 @@ async fn workspace_namespaces_enforce_pod_security() {
         workspace(&org_ws, "Organization", &strict, json!({})),
     )
     .await;
-    wait_ready(&admin, &org_ws, "True", "Provisioned").await;
+    ready_message(&admin, &org_ws, "True", "Provisioned").await;
     let ns = Api::<Namespace>::all(admin.clone())
         .get(&org_ws)
         .await
@@ -121,7 +121,7 @@ async fn workspace_namespaces_enforce_pod_security() {
 
 #[tokio::test]
 async fn only_platform_admins_retain_a_namespace() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-retain", json!({})).await;
     let inv = Invariants::capture(&admin, &owner, &[], &[&ws]).await;
@@ -172,7 +172,7 @@ async fn only_platform_admins_retain_a_namespace() {
 
 #[tokio::test]
 async fn broad_subjects_are_for_platform_admins() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-broad", json!({})).await;
     let org = own_organization(&admin, "sec-broad-org", &[&owner], &[], json!({})).await;
@@ -247,7 +247,7 @@ async fn broad_subjects_are_for_platform_admins() {
 
 #[tokio::test]
 async fn service_accounts_do_not_own_personal_workspaces() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let ws = own_workspace(&admin, &owner, "sec-sa", json!({})).await;
     let sa = format!("system:serviceaccount:{ws}:minted");
@@ -272,7 +272,7 @@ async fn service_accounts_do_not_own_personal_workspaces() {
 
 #[tokio::test]
 async fn organization_metadata_and_deletion_are_the_platforms() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let olga = format!("{}@example.com", support::unique("olga"));
     let org = own_organization(&admin, "sec-org-meta", &[&olga], &[], json!({})).await;
     let inv = Invariants::capture(&admin, &olga, &[], &[]).await;
@@ -317,7 +317,7 @@ async fn organization_metadata_and_deletion_are_the_platforms() {
         workspace(&ws, "Organization", &org, json!({})),
     )
     .await;
-    wait_ready(&admin, &ws, "True", "Provisioned").await;
+    ready_message(&admin, &ws, "True", "Provisioned").await;
     let admin_orgs: Api<Organization> = Api::all(admin.clone());
     admin_orgs
         .delete(&org, &DeleteParams::default())
@@ -350,7 +350,7 @@ async fn organization_metadata_and_deletion_are_the_platforms() {
 
 #[tokio::test]
 async fn only_the_operator_writes_objects_labelled_as_its_own() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let dev = format!("{}@example.com", support::unique("dev"));
     let org = own_organization(
@@ -367,7 +367,7 @@ async fn only_the_operator_writes_objects_labelled_as_its_own() {
         workspace(&ws, "Organization", &org, json!({})),
     )
     .await;
-    wait_ready(&admin, &ws, "True", "Provisioned").await;
+    ready_message(&admin, &ws, "True", "Provisioned").await;
     create(
         &client_as(&owner, &[]).await,
         member(&ws, "dev", user(&dev), "Developer"),
@@ -424,7 +424,7 @@ fn job(name: &str, spec: serde_json::Value) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_runner_cannot_read_secrets_through_the_work_it_starts() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let owner = format!("{}@example.com", support::unique("owner"));
     let runner = format!("{}@example.com", support::unique("runner"));
     let ws = own_workspace(&admin, &owner, "sec-runner", json!({})).await;
@@ -519,7 +519,7 @@ async fn a_runner_cannot_read_secrets_through_the_work_it_starts() {
 
 #[tokio::test]
 async fn a_conflict_says_taken_and_nothing_more() {
-    let admin = setup().await;
+    let admin = secured_setup().await;
     let mallory = format!("{}@example.com", support::unique("mallory"));
     let taken = super::victim().workspace.clone();
     let name = support::unique("sec-oracle");
@@ -533,7 +533,7 @@ async fn a_conflict_says_taken_and_nothing_more() {
         ),
     )
     .await;
-    let message = wait_ready(&admin, &name, "False", "NamespaceConflict").await;
+    let message = ready_message(&admin, &name, "False", "NamespaceConflict").await;
     assert!(message.contains("is taken"), "{message}");
     for leak in [super::victim().owner.as_str(), "Terminating"] {
         assert!(

@@ -320,6 +320,30 @@ pub async fn wait_transfer_until(
     .await
 }
 
+/// Polls the WorkspaceTransfer `name` until it is in `phase`; returns it.
+pub async fn wait_transfer_phase(
+    client: &Client,
+    name: &str,
+    phase: workspace_operator::api::TransferPhase,
+) -> workspace_operator::api::WorkspaceTransfer {
+    let what = format!("phase {phase:?}");
+    wait_transfer_until(client, name, &what, |t| {
+        t.status.as_ref().and_then(|s| s.phase) == Some(phase)
+    })
+    .await
+}
+
+/// Creates the Workspace `value` as `creator` (its owner, or an admin of
+/// its owning Organization) and waits, as `admin`, until it is Ready.
+pub async fn create_ready_workspace(creator: &Client, admin: &Client, value: Value) -> Workspace {
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("a Workspace with a name")
+        .to_string();
+    create(creator, value).await;
+    wait_ready(admin, &name, "True", None, Duration::from_secs(60)).await
+}
+
 /// Waits until the Workspace's status is about its current generation and
 /// its Ready condition has `status` and, when given, `reason`; returns the
 /// Workspace.
