@@ -68,7 +68,7 @@ async fn a_leader_steps_down_when_another_replica_took_the_lease() {
     let plane = support::bare_plane();
     let admin = plane.admin().await;
     let ns = namespace(&admin, "lead-taken").await;
-    let mut leadership = acquire(&elector(&admin, &ns, "a", fast()), Duration::from_secs(5)).await;
+    let mut leadership = acquire(&elector(&admin, &ns, "a", fast()), Duration::from_secs(15)).await;
     Api::<Lease>::namespaced(admin.clone(), &ns)
         .patch(
             "lead",
@@ -77,7 +77,7 @@ async fn a_leader_steps_down_when_another_replica_took_the_lease() {
         )
         .await
         .unwrap();
-    match lost(&mut leadership, Duration::from_secs(3)).await {
+    match lost(&mut leadership, Duration::from_secs(10)).await {
         Error::TakenOver { holder } => assert_eq!(holder, "b"),
         other => panic!("expected TakenOver, got {other:?}"),
     }
@@ -90,12 +90,12 @@ async fn a_leader_steps_down_when_its_lease_is_deleted() {
     let plane = support::bare_plane();
     let admin = plane.admin().await;
     let ns = namespace(&admin, "lead-deleted").await;
-    let mut leadership = acquire(&elector(&admin, &ns, "a", fast()), Duration::from_secs(5)).await;
+    let mut leadership = acquire(&elector(&admin, &ns, "a", fast()), Duration::from_secs(15)).await;
     Api::<Lease>::namespaced(admin.clone(), &ns)
         .delete("lead", &DeleteParams::default())
         .await
         .unwrap();
-    let error = lost(&mut leadership, Duration::from_secs(3)).await;
+    let error = lost(&mut leadership, Duration::from_secs(10)).await;
     assert!(matches!(error, Error::Deleted), "{error:?}");
 }
 
@@ -131,10 +131,15 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
         .await
         .unwrap();
     let client = plane.client_as(user, &[]).await;
-    let settings = fast();
+    // A lease long enough that a loaded machine's scheduling delays do not
+    // blur the order: the deadline (2 s) comes 4 s before the expiry.
+    let settings = LeaseSettings {
+        lease_duration: Duration::from_secs(6),
+        ..fast()
+    };
     let mut leadership = acquire(
         &elector(&client, &ns, "a", settings.clone()),
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     )
     .await;
     let holding = tokio::spawn(async move { leadership.hold().await });
@@ -180,7 +185,7 @@ async fn a_released_lease_is_taken_at_the_next_poll() {
     };
     let leadership = acquire(
         &elector(&admin, &ns, "a", settings.clone()),
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     )
     .await;
     let standby = elector(&admin, &ns, "b", settings);
@@ -190,11 +195,12 @@ async fn a_released_lease_is_taken_at_the_next_poll() {
     assert!(!waiting.is_finished(), "b took a live Lease");
     leadership.release().await.expect("release");
     let released = Instant::now();
-    tokio::time::timeout(Duration::from_secs(2), waiting)
+    // Well before the 30 s the Lease would take to expire.
+    tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("b took the released Lease at its next poll")
         .unwrap();
-    assert!(released.elapsed() < Duration::from_secs(2));
+    assert!(released.elapsed() < Duration::from_secs(10));
     let taken = lease(&admin, &ns).await;
     let spec = taken.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
@@ -228,10 +234,10 @@ async fn a_skewed_clock_in_the_lease_changes_nothing() {
             .await
             .unwrap();
         let started = Instant::now();
-        acquire(&elector(&admin, &ns, "b", fast()), Duration::from_secs(10)).await;
+        acquire(&elector(&admin, &ns, "b", fast()), Duration::from_secs(30)).await;
         let waited = started.elapsed();
         assert!(
-            waited >= Duration::from_secs(4) && waited < Duration::from_secs(7),
+            waited >= Duration::from_secs(4) && waited < Duration::from_secs(20),
             "a clock {label}: took the Lease after {waited:?} (its duration is 4 s)"
         );
     }
