@@ -16,7 +16,7 @@ use support::objects::{
     wait_directory, wait_member_phase, wait_transfer_phase, workspace,
 };
 use support::plugin::{Plugin, entry, names};
-use workspace_operator::api::{Subject, TransferPhase, WorkspaceMember, WorkspaceTransfer};
+use workspace_operator::api::{Subject, TransferPhase, WorkspaceMember};
 use workspace_operator::controller::directory::build::entry_name;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -454,16 +454,8 @@ async fn the_target_rejects_a_transfer_with_a_reason() {
         .run(&["reject", &name, "--reason", "Not this quarter."])
         .success();
     assert!(rejected.stdout.contains("Rejected"), "{}", rejected.stdout);
-    wait_transfer_phase(
-        &support::plane().admin().await,
-        &name,
-        TransferPhase::Rejected,
-    )
-    .await;
-    let t = Api::<WorkspaceTransfer>::all(support::plane().admin().await)
-        .get(&name)
-        .await
-        .unwrap();
+    let admin = support::plane().admin().await;
+    let t = wait_transfer_phase(&admin, &name, TransferPhase::Rejected).await;
     let target = t
         .spec
         .approvals
@@ -560,16 +552,7 @@ async fn a_platform_admin_sees_every_transfer_and_answers_one_side_in_their_own_
         .refused(&["cannot answer the source side"]);
     pa.run(&["reject", &name, "--reason", "Platform freeze."])
         .success();
-    wait_transfer_phase(
-        &support::plane().admin().await,
-        &name,
-        TransferPhase::Rejected,
-    )
-    .await;
-    let t = Api::<WorkspaceTransfer>::all(admin)
-        .get(&name)
-        .await
-        .unwrap();
+    let t = wait_transfer_phase(&admin, &name, TransferPhase::Rejected).await;
     let target = t
         .spec
         .approvals
