@@ -1,5 +1,6 @@
-//! Runs one controller: a queue of objects to reconcile, fed by the watch
-//! router's triggers, drained at most `--concurrency` at a time.
+//! Runs one controller: a queue of objects to reconcile, fed by the
+//! triggers its mapping functions send from the world's watches
+//! ([`super::world::Routes`]), drained at most `--concurrency` at a time.
 //!
 //! The rules, as in kube-runtime's controller: an object is queued at most
 //! once however often it is triggered; it is never reconciled twice at the
