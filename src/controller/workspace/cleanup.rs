@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
@@ -31,42 +31,37 @@ use crate::controller::{Action, Context, labels};
 /// with a UID precondition.
 pub(super) async fn remove_legacy_access(ws: &Workspace, ctx: &Context) -> Result<(), Error> {
     let Some(uid) = ws.uid() else { return Ok(()) };
-    let owned = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
-        refs.iter().any(|r| r.uid == uid)
-    };
     for name in build::legacy_access_names(&ws.name_any()) {
-        if let Some(binding) = ctx.world.cluster_role_bindings.get(&ObjectRef::new(&name))
-            && owned(binding.owner_references())
-        {
-            ctx.metrics.write(CONTROLLER, "clusterrolebindings");
-            delete_if_present(
-                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-                &name,
-                binding.uid(),
-            )
-            .await
-            .map_err(|source| Error::Delete {
-                kind: "ClusterRoleBinding",
-                source,
-            })?;
-        }
-        if let Some(role) = ctx.world.cluster_roles.get(&ObjectRef::new(&name))
-            && owned(role.owner_references())
-        {
-            ctx.metrics.write(CONTROLLER, "clusterroles");
-            delete_if_present(
-                &Api::<ClusterRole>::all(ctx.client.clone()),
-                &name,
-                role.uid(),
-            )
-            .await
-            .map_err(|source| Error::Delete {
-                kind: "ClusterRole",
-                source,
-            })?;
-        }
+        remove_if_owned(ctx, &ctx.world.cluster_role_bindings, &name, &uid).await?;
+        remove_if_owned(ctx, &ctx.world.cluster_roles, &name, &uid).await?;
     }
     Ok(())
+}
+
+/// Deletes the cluster-scoped `name` that `cache` holds, when the object
+/// with UID `owner` owns it, with a UID precondition.
+async fn remove_if_owned<K>(
+    ctx: &Context,
+    cache: &crate::controller::cache::Cache<K>,
+    name: &str,
+    owner: &str,
+) -> Result<(), Error>
+where
+    K: crate::controller::world::Watched + k8s_openapi::Resource,
+{
+    let Some(obj) = cache.get(&ObjectRef::new(name)) else {
+        return Ok(());
+    };
+    if !obj.owner_references().iter().any(|r| r.uid == owner) {
+        return Ok(());
+    }
+    ctx.metrics.write(CONTROLLER, K::URL_PATH_SEGMENT);
+    delete_if_present(&Api::<K>::all(ctx.client.clone()), name, obj.uid())
+        .await
+        .map_err(|source| Error::Delete {
+            kind: <K as k8s_openapi::Resource>::KIND,
+            source,
+        })
 }
 
 /// Whether the Workspace CRD itself is being removed: then namespaces are
